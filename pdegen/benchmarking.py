@@ -9,6 +9,15 @@ from typing import Any
 
 import torch
 
+from pdegen.nets import NoiseConditionedFNO, UNet
+
+BACKBONES: dict[str, Callable[[], torch.nn.Module]] = {
+    "unet-quickstart": lambda: UNet(channels=2, base_channels=32, channel_mults=[1, 2, 2], num_res_blocks=1),
+    "unet-gpu-config": lambda: UNet(channels=2, base_channels=64, channel_mults=[1, 2, 2, 2], num_res_blocks=2),
+    "fno-gpu-config": lambda: NoiseConditionedFNO(channels=2, width=64, modes=[24, 24], n_layers=4),
+}
+"""The Darcy backbones the training benchmarks time: the quickstart's and the GPU configs'."""
+
 
 def best_time(run: Callable[[], Any], repeats: int = 1, sync: bool = False) -> tuple[float, float, Any]:
     """Best wall-clock seconds of ``repeats`` calls of ``run``, the process CPU seconds of that call,
@@ -46,3 +55,18 @@ def parse_bench_args(parser: argparse.ArgumentParser, argv: list[str] | None = N
     if args.torch_threads is not None:
         torch.set_num_threads(args.torch_threads)
     return args
+
+
+def items_per_second(step: Callable[[], Any], items: int, steps: int, warmup: int = 2, cuda: bool = False) -> float:
+    """``items`` × ``steps`` / seconds for ``steps`` calls of ``step`` after ``warmup`` untimed calls
+    (synchronising CUDA around the timed ones when ``cuda``)."""
+    for _ in range(warmup):
+        step()
+    if cuda:
+        torch.cuda.synchronize()
+    start = time.perf_counter()
+    for _ in range(steps):
+        step()
+    if cuda:
+        torch.cuda.synchronize()
+    return steps * items / (time.perf_counter() - start)

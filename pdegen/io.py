@@ -132,3 +132,13 @@ def load_samples(path: str | Path, dtype: torch.dtype = torch.float32) -> tuple[
     if not np.isfinite(array).all():
         raise ValueError(f"{path} contains NaN or inf values: the file is corrupt, regenerate it")
     return torch.from_numpy(array).to(dtype), info
+
+
+def write_text_atomic(path: str | Path, text: str) -> Path:
+    """Write ``text`` to ``path`` through a temporary file and a rename: readers never see half a file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+    return path

@@ -1,9 +1,12 @@
-"""A short markdown report of an evaluation: metrics of generated samples beside ground truth."""
+"""A short markdown report of an evaluation: metrics of generated samples beside ground truth
+(and, for a distilled student, beside its teacher's samples from the same noise)."""
 
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
+
+from pdegen.io import write_text_atomic
 
 _RESIDUAL_ROWS = [
     ("residual_interior", "PDE residual, interior (discrete L2)"),
@@ -13,11 +16,21 @@ _RESIDUAL_ROWS = [
 ]
 
 
+def _teacher_sides(metrics: dict[str, float]) -> list[str]:
+    return sorted(key.split("/")[0] for key in metrics if key.startswith("teacher_") and key.endswith("/nfe"))
+
+
+def _cell(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.4g}"
+
+
 def write_report(path: str | Path, summary: dict[str, Any], figure_path: Path | None = None) -> Path:
     """Write ``report.md`` from the summary :class:`~pdegen.callbacks.PDEResidualCallback` builds."""
     path = Path(path)
     metrics = summary["metrics"]
     pde = summary["pde"]
+    teachers = _teacher_sides(metrics)
+    columns = [("gen", "generated"), *((side, side.replace("_", " ")) for side in teachers), ("gt", "ground truth")]
     lines = [
         f"# pdegen report: {summary['module']} on {pde['name']}",
         "",
@@ -25,22 +38,36 @@ def write_report(path: str | Path, summary: dict[str, Any], figure_path: Path | 
         f"{summary['num_samples']} generated samples ({metrics['nfe']:.0f} network evaluations each, "
         f"{metrics['seconds_per_sample'] * 1e3:.1f} ms per sample) against up to {summary['num_samples']} "
         f"held-out ground-truth samples.",
+    ]
+    for side in teachers:
+        lines.append(f"The {side.replace('_', ' ')} column: the teacher's samples from the same noise "
+                     f"({metrics[f'{side}/nfe']:.0f} network evaluations, "
+                     f"{metrics[f'{side}/seconds_per_sample'] * 1e3:.1f} ms per sample at the same batch size).")
+    lines += [
         "",
         "The ground-truth column of MMSE/SMSE compares an independent ground-truth set of the same size "
         "(training samples) with the held-out set: the sampling floor a perfect generator would reach.",
         "",
-        "| metric | generated | ground truth |",
-        "|---|---|---|",
+        "| metric | " + " | ".join(label for _, label in columns) + " |",
+        "|---" * (len(columns) + 1) + "|",
     ]
-    for key, label in _RESIDUAL_ROWS:
-        lines.append(f"| {label} | {metrics[f'gen/{key}']:.4g} | {metrics[f'gt/{key}']:.4g} |")
+
+    def value(side: str, key: str) -> float | None:
+        if side == "gen" and key in ("nfe", "seconds_per_sample"):  # logged without a side prefix
+            return metrics[key]
+        return metrics.get(f"{side}/{key}")
+
+    def row(label: str, key: str) -> str:
+        return f"| {label} | " + " | ".join(_cell(value(side, key)) for side, _ in columns) + " |"
+
+    lines += [row(label, key) for key, label in _RESIDUAL_ROWS]
     for channel in pde["channels"]:
         for key, label in (("mmse", "mean maps"), ("smse", "std maps")):
-            floor = metrics.get(f"gt/{key}/{channel}")
-            floor_text = "n/a" if floor is None else f"{floor:.4g}"
-            lines.append(f"| {key.upper()} `{channel}` ({label}, squared units) | "
-                         f"{metrics[f'gen/{key}/{channel}']:.4g} | {floor_text} |")
+            lines.append(row(f"{key.upper()} `{channel}` ({label}, squared units)", f"{key}/{channel}"))
+    if teachers:
+        lines.append(row("network evaluations per sample", "nfe"))
+        lines.append(row("RMS difference to the student's sample (normalised units)", "gap_rmse"))
+        lines.append(row("student speed-up (teacher time / student time)", "speedup"))
     if figure_path is not None:
         lines += ["", f"![samples and residual maps]({Path(figure_path).name})"]
-    path.write_text("\n".join(lines) + "\n")
-    return path
+    return write_text_atomic(path, "\n".join(lines) + "\n")

@@ -27,3 +27,23 @@ def darcy_file(tmp_path_factory, small_darcy):
     path = tmp_path_factory.mktemp("data") / "darcy16.h5"
     generate_dataset(small_darcy, 48, seed=3, output=path, progress=False)
     return path
+
+
+@pytest.fixture
+def workdir(tmp_path, monkeypatch):
+    """Run a CLI test inside its own directory (data caches, runs/ and checkpoints land there)."""
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+# data generation at full size takes minutes for the time-dependent families on a CPU: settings that
+# shorten it without changing the layout a config trains on, by config file stem
+CHEAPER_DATA = {
+    "kolmogorov": ["--data.init_args.pde.init_args.sim_resolution=64", "--data.init_args.pde.init_args.burn_in=0.4"],
+    "ks": ["--data.init_args.pde.init_args.burn_in=4.0"],
+}
+
+
+@pytest.fixture
+def cheaper_data():
+    return CHEAPER_DATA

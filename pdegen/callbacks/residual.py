@@ -14,6 +14,7 @@ from lightning.pytorch.loggers import TensorBoardLogger, WandbLogger
 from lightning.pytorch.utilities import rank_zero_only
 from torch import Tensor
 
+from pdegen.io import write_text_atomic
 from pdegen.metrics import MomentErrors, PDEResidualNorm
 from pdegen.plotting import close_figure, figure_to_array, sample_figure, save_figure
 from pdegen.report import write_report
@@ -29,10 +30,10 @@ def _last_plane(x: Tensor) -> Tensor:
 class _StageState:
     """Metrics of one validation/test epoch: ground truth accumulated batch by batch."""
 
-    def __init__(self, pde, device: torch.device, num_examples: int) -> None:
+    def __init__(self, pde, device: torch.device, num_examples: int, sides: list[str]) -> None:
         self.reference = PDEResidualNorm(pde).to(device)
-        # held-out ground truth vs generated samples, and vs an independent ground-truth set (the floor)
-        self.moments = {side: MomentErrors(pde.num_channels, pde.grid.shape).to(device) for side in ("gen", "gt")}
+        # held-out ground truth vs each generated set, and vs an independent ground-truth set (the floor)
+        self.moments = {side: MomentErrors(pde.num_channels, pde.grid.shape).to(device) for side in sides}
         self.examples: list[Tensor] = []
         self.num_examples = num_examples
         self.count = 0
@@ -61,6 +62,12 @@ class PDEResidualCallback(Callback):
       ``{stage}/gt/{mmse,smse}/<channel>`` the same for an independent ground-truth set of the same
       size (the first training samples): the sampling floor a perfect generator would reach;
     - ``{stage}/nfe`` and ``{stage}/seconds_per_sample``;
+    - for a distilled student (a module with ``reference_sample``, e.g. :class:`~pdegen.modules.PIDStudent`),
+      the same figures for its teacher's samples from the same noise with each of ``teacher_samplers``
+      (``{stage}/teacher_<sampler>/...``, NFE and time at the same batch size), the speed-up
+      ``teacher_<sampler>/speedup`` and ``teacher_<sampler>/gap_rmse``, the mean over samples of the RMS
+      difference between student and teacher sample in normalised units (per-channel std). The
+      teacher's samples are computed once per run (the teacher is frozen) and reused;
     - a figure of samples and residual maps (for 3-D grids, of the last plane, e.g. the final state):
       an image for W&B/TensorBoard, else a PNG in ``output_dir``.
 
@@ -70,7 +77,8 @@ class PDEResidualCallback(Callback):
     """
 
     def __init__(self, num_samples: int = 64, every_n_epochs: int = 1, seed: int = 0, num_figure_samples: int = 4,
-                 output_dir: str | None = None, log_images: bool = True) -> None:
+                 output_dir: str | None = None, log_images: bool = True,
+                 teacher_samplers: list[str] = ["euler", "heun"]) -> None:
         if num_samples < 2:
             raise ValueError(f"num_samples must be at least 2 for ensemble statistics, got {num_samples}")
         self.num_samples = num_samples
@@ -79,6 +87,8 @@ class PDEResidualCallback(Callback):
         self.num_figure_samples = num_figure_samples
         self.output_dir = output_dir
         self.log_images = log_images
+        self.teacher_samplers = list(teacher_samplers)
+        self._references: dict[tuple, tuple[Tensor, float]] = {}
         self._state: _StageState | None = None
         self.last_results: dict[str, float] = {}
 
@@ -93,7 +103,8 @@ class PDEResidualCallback(Callback):
             if getattr(pl_module, "pde", None) is None:
                 raise RuntimeError("PDEResidualCallback needs a generator module with a PDE attached "
                                    "(a DataModule that has `pde`, or a pdegen checkpoint)")
-            self._state = _StageState(pl_module.pde, pl_module.device, self.num_figure_samples)
+            sides = ["gen", "gt", *(f"teacher_{name}" for name in self._samplers_for(pl_module))]
+            self._state = _StageState(pl_module.pde, pl_module.device, self.num_figure_samples, sides)
 
     def _batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, batch: Tensor, batch_idx: int,
                    num_batches: int, stage: str) -> None:
@@ -117,36 +128,64 @@ class PDEResidualCallback(Callback):
         self._batch_end(trainer, pl_module, batch, batch_idx, trainer.num_test_batches[dataloader_idx], "test")
 
     # ------------------------------------------------------------------ evaluation
-    def _evaluate(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
-        state, pde = self._state, pl_module.pde
-        generator = torch.Generator(device=pl_module.device).manual_seed(self.seed + trainer.global_rank)
+    def _samplers_for(self, pl_module: L.LightningModule) -> list[str]:
+        return self.teacher_samplers if hasattr(pl_module, "reference_sample") else []
+
+    @staticmethod
+    def _timed(pl_module: L.LightningModule, draw) -> tuple[Tensor, float]:
+        """``draw()`` and its wall-clock seconds, synchronising the GPU around it."""
         if pl_module.device.type == "cuda":
             torch.cuda.synchronize(pl_module.device)
         start = time.perf_counter()
-        generated = pl_module.sample(self.num_samples, generator=generator)
+        samples = draw()
         if pl_module.device.type == "cuda":
             torch.cuda.synchronize(pl_module.device)
-        seconds = (time.perf_counter() - start) / self.num_samples
+        return samples, time.perf_counter() - start
 
-        generated_norm = PDEResidualNorm(pde).to(pl_module.device)
-        generated_norm.update(generated)
-        state.moments["gen"].update(generated=generated)
+    def _teacher_samples(self, pl_module: L.LightningModule, sampler: str, seed: int) -> tuple[Tensor, float]:
+        key = (sampler, self.num_samples, seed, str(pl_module.device))
+        if key not in self._references:
+            generator = torch.Generator(device=pl_module.device).manual_seed(seed)
+            self._references[key] = self._timed(
+                pl_module, lambda: pl_module.reference_sample(self.num_samples, generator=generator, sampler=sampler))
+        return self._references[key]
+
+    def _evaluate(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        state, pde = self._state, pl_module.pde
+        seed = self.seed + trainer.global_rank
+        generator = torch.Generator(device=pl_module.device).manual_seed(seed)
+        generated, seconds = self._timed(pl_module, lambda: pl_module.sample(self.num_samples, generator=generator))
+        results: dict[str, float] = {"nfe": float(pl_module.nfe), "seconds_per_sample": seconds / self.num_samples}
+        sets = {"gen": generated}
+        for sampler in self._samplers_for(pl_module):
+            side = f"teacher_{sampler}"
+            sets[side], teacher_seconds = self._teacher_samples(pl_module, sampler, seed)
+            normalized_gap = pl_module.normalizer.encode(generated) - pl_module.normalizer.encode(sets[side])
+            results |= {f"{side}/nfe": float(pl_module.reference_nfe(sampler)),
+                        f"{side}/seconds_per_sample": teacher_seconds / self.num_samples,
+                        f"{side}/speedup": teacher_seconds / seconds,
+                        f"{side}/gap_rmse": float(normalized_gap.flatten(1).square().mean(1).sqrt().mean())}
+
         independent = self._independent_ground_truth(trainer, pl_module)
         if independent is not None:
-            state.moments["gt"].update(generated=independent)
-        results: dict[str, float] = {"nfe": float(pl_module.nfe), "seconds_per_sample": seconds}
-        for side, metric in (("gen", generated_norm), ("gt", state.reference)):
-            for key, value in metric.compute().items():
-                results[f"{side}/residual_{key}"] = float(value)
-        for side in ("gen", "gt") if independent is not None else ("gen",):
+            sets["gt"] = independent
+        for side, samples in sets.items():
+            state.moments[side].update(generated=samples)
             for key, values in state.moments[side].compute().items():
                 for channel, value in zip(pde.channels, values):
                     results[f"{side}/{key}/{channel}"] = float(value)
+        residual_norms = {side: PDEResidualNorm(pde).to(pl_module.device) for side in sets if side != "gt"}
+        for side, metric in residual_norms.items():
+            metric.update(sets[side])
+        residual_norms["gt"] = state.reference
+        for side, metric in residual_norms.items():
+            for key, value in metric.compute().items():
+                results[f"{side}/residual_{key}"] = float(value)
         for key, value in results.items():
             pl_module.log(f"{stage}/{key}", value, batch_size=1, sync_dist=False)
         self.last_results = results
 
-        figure_path = self._figure(trainer, pl_module, stage, generated, state)
+        figure_path = self._figure(trainer, pl_module, stage, sets, state)
         if stage == "test":
             self._write_test_outputs(trainer, pl_module, results, figure_path)
 
@@ -166,14 +205,15 @@ class PDEResidualCallback(Callback):
         return Path(self.output_dir or trainer.log_dir or trainer.default_root_dir)
 
     @rank_zero_only
-    def _figure(self, trainer, pl_module, stage: str, generated: Tensor, state: _StageState) -> Path | None:
+    def _figure(self, trainer, pl_module, stage: str, sets: dict[str, Tensor], state: _StageState) -> Path | None:
         pde = pl_module.pde
         if pde.grid.ndim < 2 or not state.examples or not self.log_images:
             return None
         k = self.num_figure_samples
-        reference = torch.cat(state.examples)[:k]
-        rows = {"generated": (_last_plane(generated[:k]), _last_plane(pde.residual(generated[:k]))),
-                "ground truth": (_last_plane(reference), _last_plane(pde.residual(reference)))}
+        shown = {"generated": sets["gen"][:k]}
+        shown |= {side.replace("_", " "): x[:k] for side, x in sets.items() if side.startswith("teacher_")}
+        shown["ground truth"] = torch.cat(state.examples)[:k]
+        rows = {label: (_last_plane(x), _last_plane(pde.residual(x))) for label, x in shown.items()}
         fig = sample_figure(rows, pde.channels, num_columns=k)
         key = f"{stage}/samples"
         logged = False
@@ -197,7 +237,5 @@ class PDEResidualCallback(Callback):
         out.mkdir(parents=True, exist_ok=True)
         summary: dict[str, Any] = {"pde": pl_module.pde.describe(), "num_samples": self.num_samples,
                                    "module": type(pl_module).__name__, "metrics": results}
-        tmp = out / ".metrics.json.tmp"
-        tmp.write_text(json.dumps(summary, indent=2))
-        tmp.replace(out / "metrics.json")
+        write_text_atomic(out / "metrics.json", json.dumps(summary, indent=2))
         write_report(out / "report.md", summary, figure_path)

@@ -1,5 +1,6 @@
 """EDM preconditioning, σ schedules and PF-ODE samplers — plain torch, no Lightning."""
 
+from .distances import DISTANCES, Distance, get_distance
 from .edm import (
     Denoiser,
     EDMCoefficients,
@@ -9,10 +10,20 @@ from .edm import (
     edm_loss_weight,
     lognormal_sigma_levels,
 )
-from .gaussian import GaussianDenoiser
+from .gaussian import GaussianDenoiser, GaussianMixtureDenoiser
+from .pid import SCHEMES, PIDTrajectory, pid_grid, pid_loss, pid_prediction
 from .samplers import SAMPLERS, euler_sample, heun_sample, karras_sigmas, sample, sampler_nfe
 
 __all__ = [
+    "DISTANCES",
+    "SCHEMES",
+    "Distance",
+    "GaussianMixtureDenoiser",
+    "PIDTrajectory",
+    "get_distance",
+    "pid_grid",
+    "pid_loss",
+    "pid_prediction",
     "SAMPLERS",
     "Denoiser",
     "EDMCoefficients",

@@ -1,12 +1,16 @@
 """What every generating LightningModule shares: the PDE it samples, its normaliser, ``sample(n)``.
 
-A generator module implements ``generate_normalized(noise) -> normalised samples`` and sets
-``self.nfe``; this mixin turns that into the contract of DESIGN.md:
-``sample(n, generator=None) -> (n, C, *grid)`` in physical units, usable by every callback.
+A generator module implements ``_loss(batch, generator)`` (the mixin runs the train/val/test steps
+on it) and ``generate_normalized(noise) -> normalised samples``, sets ``self.nfe``
+and ``self.optimizer``/``self.lr_scheduler`` (callables from the YAML); this mixin turns that into
+the contract of DESIGN.md: ``sample(n, generator=None) -> (n, C, *grid)`` in physical units, usable by every callback.
 """
 
 from __future__ import annotations
 
+import inspect
+import warnings
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -22,6 +26,14 @@ class GeneratorMixin:
 
     nfe: int
     """Network evaluations per sample."""
+
+    def save_init_arguments(self, ignore: list[str] | None = None) -> None:
+        """``save_hyperparameters`` of the caller's ``__init__`` arguments, ``net`` included: under
+        LightningCLI they hold its class_path config, which is what lets ``load_from_checkpoint``
+        rebuild the backbone."""
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=r"Attribute 'net' is an instance of `nn.Module`")
+            self.save_hyperparameters(ignore=ignore, frame=inspect.currentframe().f_back)
 
     def init_generator(self, num_channels: int) -> None:
         self.normalizer = ChannelNormalizer(num_channels)
@@ -61,6 +73,35 @@ class GeneratorMixin:
         if self.pde is not None:
             self.pde.check_sample(batch)
 
+    # ------------------------------------------------------------------ training
+    def _loss(self, batch: Tensor, generator: torch.Generator | None = None) -> Tensor:
+        """The module's scalar training loss on a physical-unit batch; ``generator`` fixes its draws."""
+        raise NotImplementedError
+
+    def training_step(self, batch: Tensor, batch_idx: int) -> Tensor:
+        loss = self._loss(batch)
+        self.log("train/loss", loss, prog_bar=True, batch_size=batch.shape[0])
+        return loss
+
+    def _eval_step(self, batch: Tensor, batch_idx: int, stage: str) -> Tensor:
+        """The loss with draws seeded by the batch index: a deterministic validation/test loss."""
+        loss = self._loss(batch, generator=torch.Generator(device=self.device).manual_seed(batch_idx))
+        self.log(f"{stage}/loss", loss, prog_bar=stage == "val", batch_size=batch.shape[0], sync_dist=True)
+        return loss
+
+    def validation_step(self, batch: Tensor, batch_idx: int) -> Tensor:
+        return self._eval_step(batch, batch_idx, "val")
+
+    def test_step(self, batch: Tensor, batch_idx: int) -> Tensor:
+        return self._eval_step(batch, batch_idx, "test")
+
+    def configure_optimizers(self) -> Any:
+        """``optimizer`` (and ``lr_scheduler``) callables from the YAML, over the trainable parameters only."""
+        optimizer = self.optimizer([p for p in self.parameters() if p.requires_grad])
+        if self.lr_scheduler is None:
+            return optimizer
+        return {"optimizer": optimizer, "lr_scheduler": self.lr_scheduler(optimizer)}
+
     # ------------------------------------------------------------------ sampling
     @property
     def sample_shape(self) -> tuple[int, ...]:
@@ -69,9 +110,16 @@ class GeneratorMixin:
                                "checkpoint, or call attach_pde(pde)")
         return self.pde.sample_shape
 
-    @torch.no_grad()
     def sample(self, n: int, generator: torch.Generator | None = None, batch_size: int | None = None) -> Tensor:
         """``n`` samples ``(n, C, *grid)`` in physical units (float64); ``generator`` seeds the noise."""
+        return self.sample_with(self.generate_normalized, n, generator, batch_size)
+
+    @torch.no_grad()
+    def sample_with(self, generate: Callable[[Tensor], Tensor], n: int, generator: torch.Generator | None = None,
+                    batch_size: int | None = None) -> Tensor:
+        """Like :meth:`sample`, with ``generate(noise) -> normalised samples`` in place of
+        :meth:`generate_normalized`. The same ``generator`` seed gives the same noise whatever
+        ``generate`` is, so students and their teacher can be compared sample by sample."""
         if n < 1:
             raise ValueError(f"n must be positive, got {n}")
         batch_size = batch_size or self.hparams.get("sample_batch_size", 64)
@@ -81,7 +129,7 @@ class GeneratorMixin:
             noise = torch.randn(n, *self.sample_shape, generator=generator, dtype=torch.float64,
                                 device=generator.device if generator is not None else self.device)
             noise = noise.to(self.device)
-            chunks = [self.generate_normalized(chunk) for chunk in noise.split(batch_size)]
+            chunks = [generate(chunk) for chunk in noise.split(batch_size)]
         finally:
             self.train(was_training)
         return self.normalizer.decode(torch.cat(chunks).double())

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import warnings
-from typing import Any
-
 import lightning as L
 import torch
 from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
@@ -36,11 +33,7 @@ class DiffusionTeacher(GeneratorMixin, L.LightningModule):
                  optimizer: OptimizerCallable = torch.optim.Adam,
                  lr_scheduler: LRSchedulerCallable | None = None) -> None:
         super().__init__()
-        with warnings.catch_warnings():
-            # keep `net` in the hyperparameters: under LightningCLI they hold its class_path config,
-            # which is what lets load_from_checkpoint rebuild the backbone
-            warnings.filterwarnings("ignore", message=r"Attribute 'net' is an instance of `nn.Module`")
-            self.save_hyperparameters()
+        self.save_init_arguments()
         self.denoiser = EDMPreconditioner(net, sigma_data=sigma_data)
         self.init_generator(num_channels=net.channels)
         self.sampler_name = sampler
@@ -56,29 +49,6 @@ class DiffusionTeacher(GeneratorMixin, L.LightningModule):
         h = self.hparams
         return edm_loss(self.denoiser, z, p_mean=h.p_mean, p_std=h.p_std, sigma_data=h.sigma_data,
                         generator=generator).mean()
-
-    def training_step(self, batch: Tensor, batch_idx: int) -> Tensor:
-        loss = self._loss(batch)
-        self.log("train/loss", loss, prog_bar=True, batch_size=batch.shape[0])
-        return loss
-
-    def _eval_step(self, batch: Tensor, batch_idx: int, stage: str) -> Tensor:
-        generator = torch.Generator(device=self.device).manual_seed(batch_idx)
-        loss = self._loss(batch, generator=generator)
-        self.log(f"{stage}/loss", loss, prog_bar=stage == "val", batch_size=batch.shape[0], sync_dist=True)
-        return loss
-
-    def validation_step(self, batch: Tensor, batch_idx: int) -> Tensor:
-        return self._eval_step(batch, batch_idx, "val")
-
-    def test_step(self, batch: Tensor, batch_idx: int) -> Tensor:
-        return self._eval_step(batch, batch_idx, "test")
-
-    def configure_optimizers(self) -> Any:
-        optimizer = self.optimizer(self.parameters())
-        if self.lr_scheduler is None:
-            return optimizer
-        return {"optimizer": optimizer, "lr_scheduler": self.lr_scheduler(optimizer)}
 
     # ------------------------------------------------------------------ sampling
     def generate_normalized(self, noise: Tensor) -> Tensor:

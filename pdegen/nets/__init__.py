@@ -5,8 +5,9 @@
 
 from .embedding import NoiseConditionedNet, NoiseEmbedding
 from .fno import NoiseConditionedFNO, PerSampleAdaIN
+from .mlp import NoiseConditionedMLP
 from .time_channels import TimeAsChannels
 from .unet import UNet
 
-__all__ = ["NoiseConditionedFNO", "NoiseConditionedNet", "NoiseEmbedding", "PerSampleAdaIN", "TimeAsChannels",
-           "UNet"]
+__all__ = ["NoiseConditionedFNO", "NoiseConditionedMLP", "NoiseConditionedNet", "NoiseEmbedding", "PerSampleAdaIN",
+           "TimeAsChannels", "UNet"]

@@ -1,0 +1,190 @@
+"""PIDStudent: Physics Informed Distillation of a diffusion teacher into a one-step generator."""
+
+from __future__ import annotations
+
+import copy
+import os
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import torch
+from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
+from lightning.pytorch.core.mixins.hparams_mixin import _given_hyperparameters
+from torch import Tensor, nn
+
+from pdegen.diffusion import (
+    SAMPLERS,
+    SCHEMES,
+    PIDTrajectory,
+    get_distance,
+    karras_sigmas,
+    pid_grid,
+    pid_loss,
+    sample,
+    sampler_nfe,
+)
+from pdegen.modules.generator import GeneratorMixin
+from pdegen.modules.teacher import DiffusionTeacher
+from pdegen.pdes import PDE
+
+
+def load_teacher(teacher: str | os.PathLike | nn.Module) -> nn.Module:
+    """A frozen teacher: a :class:`DiffusionTeacher` (or its checkpoint path), or any denoiser
+    module D(x, σ) on normalised data (e.g. an exact Gaussian-mixture denoiser)."""
+    if isinstance(teacher, (str, os.PathLike)):
+        path = Path(teacher)
+        if not path.is_file():
+            raise FileNotFoundError(
+                f"teacher checkpoint {str(path)!r} not found: train a teacher first "
+                "(pdegen fit --config lightning_configs/teacher/<family>.yaml) and set `model.init_args.teacher` "
+                "to its checkpoint (e.g. runs/teacher_<family>/checkpoints/last.ckpt)")
+        # LightningCLI builds the student inside a context that hands *its* arguments to every
+        # save_hyperparameters call; the teacher must record its own
+        token = _given_hyperparameters.set(None)
+        try:
+            teacher = DiffusionTeacher.load_from_checkpoint(path, map_location="cpu")
+        finally:
+            _given_hyperparameters.reset(token)
+    if not isinstance(teacher, nn.Module):
+        raise TypeError(f"teacher must be a checkpoint path or a denoiser module, got {type(teacher).__name__}")
+    return teacher.eval().requires_grad_(False)
+
+
+class PIDStudent(GeneratorMixin, L.LightningModule):
+    """A one-step generator x_θ(z, σ_min) trained as a PINN on the frozen teacher's PF-ODE, data-free.
+
+    Each step draws z ~ N(0, T² I) and a grid index i per sample and minimises the PID residual
+    between x_θ(z, t_i) and x_θ(z, t_{i+1}) (:mod:`pdegen.diffusion.pid`) on the N-point Karras
+    grid. The training batches only set the batch size and the epoch length: their content is
+    never used (held-out data serve the evaluation callbacks).
+
+    Args:
+        teacher: a :class:`DiffusionTeacher` checkpoint path (its PDE, normaliser, σ range and
+            backbone come with it), or a denoiser module D(x, σ) on normalised data.
+        net: the student backbone X_θ; ``None`` copies the teacher's backbone and weights (the
+            paper's initialisation); give a (smaller) fresh net to compress.
+        num_points: N, the points of the Karras grid t_0 = T > … > t_{N−1} = σ_min.
+        scheme: ``upwind`` (first order, paper eq. 11) or ``central`` (second order, same cost).
+        distance: ``l2``, ``l1``, ``pseudo_huber`` or ``lpips`` (extra), with ``distance_kwargs``.
+        sigma_min, sigma_max, rho, sigma_data: the grid and c_in; default to the teacher's.
+        sample_sigma: the time t at which samples are read off the trajectory (default σ_min: one
+            step from noise to data); with ``refine_steps`` > 0, the teacher then runs that many
+            ``refine_sampler`` steps from ``sample_sigma`` to 0 (NFE 1 + the sampler's).
+        sample_batch_size: samples per network batch in :meth:`sample`.
+    """
+
+    def __init__(self, teacher: str | nn.Module, net: nn.Module | None = None, num_points: int = 250,
+                 scheme: str = "upwind", distance: str = "l2", distance_kwargs: dict[str, Any] | None = None,
+                 sigma_min: float | None = None, sigma_max: float | None = None, rho: float | None = None,
+                 sigma_data: float | None = None, sample_sigma: float | None = None, refine_steps: int = 0,
+                 refine_sampler: str = "heun", sample_batch_size: int = 64,
+                 optimizer: OptimizerCallable = torch.optim.RAdam,
+                 lr_scheduler: LRSchedulerCallable | None = None) -> None:
+        super().__init__()
+        ignore = [] if isinstance(teacher, (str, os.PathLike)) else ["teacher"]
+        self.save_init_arguments(ignore=ignore)
+        teacher = load_teacher(teacher)
+        is_diffusion_teacher = isinstance(teacher, DiffusionTeacher)
+        defaults = teacher.hparams if is_diffusion_teacher else {}
+        self.sigma_min = float(sigma_min if sigma_min is not None else defaults.get("sigma_min", 0.002))
+        self.sigma_max = float(sigma_max if sigma_max is not None else defaults.get("sigma_max", 80.0))
+        self.rho = float(rho if rho is not None else defaults.get("rho", 7.0))
+        sigma_data = float(sigma_data if sigma_data is not None else defaults.get("sigma_data", 1.0))
+        self.sample_sigma = float(sample_sigma if sample_sigma is not None else self.sigma_min)
+        self._check_sampling(refine_steps, refine_sampler)
+
+        if net is None:
+            if not is_diffusion_teacher:
+                raise ValueError("net is required when the teacher is a plain denoiser: give the student backbone")
+            net = copy.deepcopy(teacher.denoiser.net).requires_grad_(True)
+        self.teacher = teacher
+        self.trajectory = PIDTrajectory(net, sigma_max=self.sigma_max, sigma_data=sigma_data)
+        self.distance = get_distance(distance, **(distance_kwargs or {}))
+        self.scheme = scheme
+        self.register_buffer("t_grid", pid_grid(num_points, self.sigma_min, self.sigma_max, self.rho),
+                             persistent=False)
+        if scheme not in SCHEMES:
+            raise ValueError(f"unknown PID scheme {scheme!r}; choose one of {SCHEMES}")
+
+        self.init_generator(num_channels=net.channels)
+        if is_diffusion_teacher:
+            self.normalizer.load_state_dict(teacher.normalizer.state_dict())
+            if teacher.pde is not None:
+                self.attach_pde(teacher.pde)
+        self.refine_steps = refine_steps
+        self.refine_sampler = refine_sampler
+        self.nfe = 1 + (sampler_nfe(refine_sampler, refine_steps) if refine_steps else 0)
+        self.optimizer = optimizer
+        self.lr_scheduler = lr_scheduler
+
+    def _check_sampling(self, refine_steps: int, refine_sampler: str) -> None:
+        if not 0 < self.sigma_min < self.sigma_max:
+            raise ValueError(f"need 0 < sigma_min < sigma_max, got {self.sigma_min} and {self.sigma_max}")
+        if not self.sigma_min <= self.sample_sigma <= self.sigma_max:
+            raise ValueError(f"sample_sigma={self.sample_sigma} is outside the distilled range "
+                             f"[sigma_min, sigma_max] = [{self.sigma_min}, {self.sigma_max}]")
+        if refine_steps < 0:
+            raise ValueError(f"refine_steps must be >= 0, got {refine_steps}")
+        if refine_steps and self.sample_sigma <= self.sigma_min:
+            raise ValueError("refine_steps > 0 needs a sample_sigma above sigma_min to refine from "
+                             "(e.g. sample_sigma: 1.0)")
+        if refine_sampler not in SAMPLERS:
+            raise ValueError(f"unknown refine_sampler {refine_sampler!r}; choose one of {sorted(SAMPLERS)}")
+
+    # ------------------------------------------------------------------ wiring
+    def attach_pde(self, pde: PDE) -> None:
+        """As the mixin's, and the PDE must be the one the teacher learned."""
+        teacher_pde = getattr(self.teacher, "pde", None)
+        if teacher_pde is not None and (pde.name, pde.physics()) != (teacher_pde.name, teacher_pde.physics()):
+            raise ValueError(f"the data's PDE {pde!r} differs from the teacher's {teacher_pde!r}: "
+                             "set the DataModule's `pde` to the teacher's")
+        super().attach_pde(pde)
+
+    def train(self, mode: bool = True) -> PIDStudent:
+        """The teacher stays in eval mode (no dropout) whatever the student's mode."""
+        super().train(mode)
+        self.teacher.eval()
+        return self
+
+    @property
+    def denoiser(self) -> nn.Module:
+        """The teacher's D(x, σ) on normalised data."""
+        return self.teacher.denoiser if isinstance(self.teacher, DiffusionTeacher) else self.teacher
+
+    @property
+    def num_points(self) -> int:
+        return self.t_grid.numel()
+
+    # ------------------------------------------------------------------ training
+    def _loss(self, batch: Tensor, generator: torch.Generator | None = None) -> Tensor:
+        self.check_batch(batch)
+        b = batch.shape[0]
+        z = torch.randn(batch.shape, generator=generator, device=self.device) * self.sigma_max
+        i = torch.randint(0, self.num_points - 1, (b,), generator=generator, device=self.device)
+        t_hi, t_lo = self.t_grid[i].to(z.dtype), self.t_grid[i + 1].to(z.dtype)
+        x_hi, x_lo = self.trajectory.pair(z, t_hi, t_lo)
+        return pid_loss(x_hi, x_lo, t_hi, t_lo, self.denoiser, self.distance, self.scheme).mean()
+
+    # ------------------------------------------------------------------ sampling
+    def generate_normalized(self, noise: Tensor) -> Tensor:
+        """x_θ(T·noise, sample_sigma) in float64, then the teacher's refinement steps if any."""
+        x = self.trajectory(noise.double() * self.sigma_max, self.sample_sigma)
+        if not self.refine_steps:
+            return x
+        sigmas = karras_sigmas(self.refine_steps, self.sigma_min, self.sample_sigma, self.rho, device=x.device)
+        return sample(self.denoiser, x, sigmas, sampler=self.refine_sampler)
+
+    def reference_generate(self, noise: Tensor, sampler: str = "euler") -> Tensor:
+        """The teacher's PF-ODE solved on the distilled grid (T to σ_min) from the same noise: with
+        ``euler`` exactly what a student at zero upwind PID loss returns (Theorem 1)."""
+        return sample(self.denoiser, noise.double() * self.sigma_max, self.t_grid, sampler=sampler)
+
+    def reference_sample(self, n: int, generator: torch.Generator | None = None, sampler: str = "euler",
+                         batch_size: int | None = None) -> Tensor:
+        """The teacher's samples for the noise :meth:`sample` draws with the same ``generator`` seed."""
+        return self.sample_with(lambda noise: self.reference_generate(noise, sampler), n, generator, batch_size)
+
+    def reference_nfe(self, sampler: str) -> int:
+        """Teacher network evaluations per reference sample (N − 1 steps, none to σ = 0)."""
+        return sampler_nfe(sampler, self.num_points - 1, ends_at_zero=False)
