@@ -249,7 +249,9 @@ def tiny_teacher(pde=None, dropout: float = 0.0) -> DiffusionTeacher:
 
 
 def test_gradients_never_reach_the_teacher():
-    student = PIDStudent(tiny_teacher(dropout=0.3), num_points=10).train()
+    student = PIDStudent(tiny_teacher(dropout=0.3), num_points=10, dropout=None).train()
+    assert student.trajectory.net.down[0].dropout.p == 0.3, "dropout=None keeps the backbone's"
+    assert PIDStudent(tiny_teacher(dropout=0.3), num_points=10).trajectory.net.down[0].dropout.p == 0
     assert not student.teacher.training, "the teacher stays in eval mode"
     loss = student._loss(torch.zeros(4, 2, 8, 8), generator=torch.Generator().manual_seed(0))
     loss.backward()
@@ -315,3 +317,29 @@ def test_missing_teacher_and_wrong_data_are_clear_errors(tmp_path):
         student.attach_pde(Darcy(resolution=16))
     with pytest.raises(ValueError, match="differs from the teacher's"):
         student.attach_pde(Poisson(resolution=8))
+
+
+def test_training_draws_differ_between_ranks_and_repeat_on_resume():
+    """Data-free training draws all its randomness: under DDP each rank must draw its own noise, and a
+    resumed run the noise of the uninterrupted one; the draws are seeded by (seed, rank, step)."""
+    from types import SimpleNamespace
+
+    student = PIDStudent(tiny_teacher(), num_points=10)
+    batch = torch.zeros(4, 2, 8, 8)
+
+    def loss_at(rank: int, step: int) -> float:
+        student._trainer = SimpleNamespace(global_rank=rank, global_step=step)
+        with torch.no_grad():
+            return student._loss(batch, generator=student.training_generator()).item()
+
+    assert loss_at(0, 3) == loss_at(0, 3)
+    assert loss_at(1, 3) != loss_at(0, 3) and loss_at(0, 4) != loss_at(0, 3)
+
+
+def test_a_smaller_fresh_student_backbone_compresses_the_teacher():
+    student = PIDStudent(tiny_teacher(), net=UNet(channels=2, base_channels=4, channel_mults=[1]), num_points=10)
+    teacher_size = sum(p.numel() for p in student.teacher.parameters())
+    assert sum(p.numel() for p in student.trajectory.parameters()) < teacher_size / 2
+    loss = student._loss(torch.zeros(2, 2, 8, 8))
+    loss.backward()
+    assert torch.isfinite(loss) and student.sample(2).shape == (2, 2, 8, 8)

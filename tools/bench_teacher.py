@@ -10,19 +10,12 @@ after warm-up steps; prints a markdown table. Figures are benchmarks, never test
 from __future__ import annotations
 
 import argparse
-import time
 
 import torch
 
+from pdegen.benchmarking import BACKBONES, items_per_second
 from pdegen.modules import DiffusionTeacher
-from pdegen.nets import NoiseConditionedFNO, UNet
 from pdegen.pdes import Darcy
-
-BACKBONES = {
-    "unet-quickstart": lambda: UNet(channels=2, base_channels=32, channel_mults=[1, 2, 2], num_res_blocks=1),
-    "unet-gpu-config": lambda: UNet(channels=2, base_channels=64, channel_mults=[1, 2, 2, 2], num_res_blocks=2),
-    "fno-gpu-config": lambda: NoiseConditionedFNO(channels=2, width=64, modes=[24, 24], n_layers=4),
-}
 
 
 def throughput(name: str, resolution: int, batch_size: int, steps: int, device: str, warmup: int = 2) -> float:
@@ -39,16 +32,7 @@ def throughput(name: str, resolution: int, batch_size: int, steps: int, device: 
         teacher._loss(batch).backward()
         optimizer.step()
 
-    for _ in range(warmup):
-        step()
-    if device == "cuda":
-        torch.cuda.synchronize()
-    start = time.perf_counter()
-    for _ in range(steps):
-        step()
-    if device == "cuda":
-        torch.cuda.synchronize()
-    return steps * batch_size / (time.perf_counter() - start)
+    return items_per_second(step, batch_size, steps, warmup, cuda=device == "cuda")
 
 
 def main() -> None:

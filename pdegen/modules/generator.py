@@ -78,8 +78,18 @@ class GeneratorMixin:
         """The module's scalar training loss on a physical-unit batch; ``generator`` fixes its draws."""
         raise NotImplementedError
 
+    def on_fit_start(self) -> None:
+        self._seed_base = torch.initial_seed()  # seed_everything's seed, the same on every rank
+
+    def training_generator(self) -> torch.Generator:
+        """The generator of this training step's draws, seeded by (initial seed, rank, step): ranks
+        draw different noise (data-free students would otherwise repeat each other's work under
+        DDP) and a resumed run draws what the uninterrupted one would have."""
+        seed = hash((getattr(self, "_seed_base", 0), self.global_rank, self.global_step)) % 2**63
+        return torch.Generator(device=self.device).manual_seed(seed)
+
     def training_step(self, batch: Tensor, batch_idx: int) -> Tensor:
-        loss = self._loss(batch)
+        loss = self._loss(batch, generator=self.training_generator())
         self.log("train/loss", loss, prog_bar=True, batch_size=batch.shape[0])
         return loss
 

@@ -31,7 +31,8 @@ from pdegen.pdes import PDE
 
 def load_teacher(teacher: str | os.PathLike | nn.Module) -> nn.Module:
     """A frozen teacher: a :class:`DiffusionTeacher` (or its checkpoint path), or any denoiser
-    module D(x, σ) on normalised data (e.g. an exact Gaussian-mixture denoiser)."""
+    module D(x, σ) on normalised data (e.g. an exact Gaussian-mixture denoiser). A module passed in
+    is frozen and put in eval mode in place."""
     if isinstance(teacher, (str, os.PathLike)):
         path = Path(teacher)
         if not path.is_file():
@@ -71,6 +72,9 @@ class PIDStudent(GeneratorMixin, L.LightningModule):
         sample_sigma: the time t at which samples are read off the trajectory (default σ_min: one
             step from noise to data); with ``refine_steps`` > 0, the teacher then runs that many
             ``refine_sampler`` steps from ``sample_sigma`` to 0 (NFE 1 + the sampler's).
+        dropout: the probability of every dropout layer of the student backbone (the paper distils
+            with 0; both student evaluations of a step share their masks otherwise); ``None``
+            keeps the backbone's.
         sample_batch_size: samples per network batch in :meth:`sample`.
     """
 
@@ -78,7 +82,7 @@ class PIDStudent(GeneratorMixin, L.LightningModule):
                  scheme: str = "upwind", distance: str = "l2", distance_kwargs: dict[str, Any] | None = None,
                  sigma_min: float | None = None, sigma_max: float | None = None, rho: float | None = None,
                  sigma_data: float | None = None, sample_sigma: float | None = None, refine_steps: int = 0,
-                 refine_sampler: str = "heun", sample_batch_size: int = 64,
+                 refine_sampler: str = "heun", dropout: float | None = 0.0, sample_batch_size: int = 64,
                  optimizer: OptimizerCallable = torch.optim.RAdam,
                  lr_scheduler: LRSchedulerCallable | None = None) -> None:
         super().__init__()
@@ -98,6 +102,12 @@ class PIDStudent(GeneratorMixin, L.LightningModule):
             if not is_diffusion_teacher:
                 raise ValueError("net is required when the teacher is a plain denoiser: give the student backbone")
             net = copy.deepcopy(teacher.denoiser.net).requires_grad_(True)
+        if dropout is not None:
+            if not 0 <= dropout < 1:
+                raise ValueError(f"dropout must be in [0, 1), got {dropout}")
+            for module in net.modules():
+                if isinstance(module, nn.modules.dropout._DropoutNd):
+                    module.p = dropout
         self.teacher = teacher
         self.trajectory = PIDTrajectory(net, sigma_max=self.sigma_max, sigma_data=sigma_data)
         self.distance = get_distance(distance, **(distance_kwargs or {}))
