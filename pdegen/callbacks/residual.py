@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import time
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +13,7 @@ from lightning.pytorch.loggers import TensorBoardLogger, WandbLogger
 from lightning.pytorch.utilities import rank_zero_only
 from torch import Tensor
 
+from pdegen.benchmarking import best_time
 from pdegen.io import write_text_atomic
 from pdegen.metrics import MomentErrors, PDEResidualNorm
 from pdegen.plotting import close_figure, figure_to_array, sample_figure, save_figure
@@ -134,13 +134,8 @@ class PDEResidualCallback(Callback):
     @staticmethod
     def _timed(pl_module: L.LightningModule, draw) -> tuple[Tensor, float]:
         """``draw()`` and its wall-clock seconds, synchronising the GPU around it."""
-        if pl_module.device.type == "cuda":
-            torch.cuda.synchronize(pl_module.device)
-        start = time.perf_counter()
-        samples = draw()
-        if pl_module.device.type == "cuda":
-            torch.cuda.synchronize(pl_module.device)
-        return samples, time.perf_counter() - start
+        seconds, _, samples = best_time(draw, sync=pl_module.device.type == "cuda")
+        return samples, seconds
 
     def _teacher_samples(self, pl_module: L.LightningModule, sampler: str, seed: int) -> tuple[Tensor, float]:
         key = (sampler, self.num_samples, seed, str(pl_module.device))
@@ -157,10 +152,11 @@ class PDEResidualCallback(Callback):
         generated, seconds = self._timed(pl_module, lambda: pl_module.sample(self.num_samples, generator=generator))
         results: dict[str, float] = {"nfe": float(pl_module.nfe), "seconds_per_sample": seconds / self.num_samples}
         sets = {"gen": generated}
+        generated_normalized = pl_module.normalizer.encode(generated)
         for sampler in self._samplers_for(pl_module):
             side = f"teacher_{sampler}"
             sets[side], teacher_seconds = self._teacher_samples(pl_module, sampler, seed)
-            normalized_gap = pl_module.normalizer.encode(generated) - pl_module.normalizer.encode(sets[side])
+            normalized_gap = generated_normalized - pl_module.normalizer.encode(sets[side])
             results |= {f"{side}/nfe": float(pl_module.reference_nfe(sampler)),
                         f"{side}/seconds_per_sample": teacher_seconds / self.num_samples,
                         f"{side}/speedup": teacher_seconds / seconds,

@@ -11,12 +11,13 @@ from .edm import (
     lognormal_sigma_levels,
 )
 from .gaussian import GaussianDenoiser, GaussianMixtureDenoiser
-from .pid import SCHEMES, PIDTrajectory, pid_grid, pid_loss, pid_prediction
+from .pid import SCHEMES, PIDTrajectory, check_scheme, pid_grid, pid_loss, pid_prediction
 from .samplers import SAMPLERS, euler_sample, heun_sample, karras_sigmas, sample, sampler_nfe
 
 __all__ = [
     "DISTANCES",
     "SCHEMES",
+    "check_scheme",
     "Distance",
     "GaussianMixtureDenoiser",
     "PIDTrajectory",

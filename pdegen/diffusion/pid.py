@@ -37,6 +37,13 @@ def pid_grid(num_points: int, sigma_min: float = 0.002, sigma_max: float = 80.0,
     return karras_sigmas(num_points, sigma_min=sigma_min, sigma_max=sigma_max, rho=rho, append_zero=False)
 
 
+def check_scheme(scheme: str) -> str:
+    """``scheme`` if it names a PID scheme, else a ValueError listing them."""
+    if scheme not in SCHEMES:
+        raise ValueError(f"unknown PID scheme {scheme!r}; choose one of {SCHEMES}")
+    return scheme
+
+
 def pid_prediction(x_hi: Tensor, x_lo: Tensor, t_hi: Tensor, t_lo: Tensor,
                    scheme: str = "upwind") -> tuple[Tensor, Tensor, Tensor]:
     """The student's side of the residual, x − t dx/dt, from its states at t_hi > t_lo ((B,) each).
@@ -44,8 +51,7 @@ def pid_prediction(x_hi: Tensor, x_lo: Tensor, t_hi: Tensor, t_lo: Tensor,
     Returns ``(prediction, x, t)``: the teacher is queried as D(x, t). ``upwind`` uses x = x_hi,
     t = t_hi; ``central`` the midpoint x = (x_hi + x_lo)/2, t = (t_hi + t_lo)/2.
     """
-    if scheme not in SCHEMES:
-        raise ValueError(f"unknown PID scheme {scheme!r}; choose one of {SCHEMES}")
+    check_scheme(scheme)
     slope = (x_hi - x_lo) / broadcast_like(t_hi - t_lo, x_hi)
     if scheme == "upwind":
         x, t = x_hi, t_hi

@@ -15,8 +15,8 @@ from torch import Tensor, nn
 
 from pdegen.diffusion import (
     SAMPLERS,
-    SCHEMES,
     PIDTrajectory,
+    check_scheme,
     get_distance,
     karras_sigmas,
     pid_grid,
@@ -111,11 +111,9 @@ class PIDStudent(GeneratorMixin, L.LightningModule):
         self.teacher = teacher
         self.trajectory = PIDTrajectory(net, sigma_max=self.sigma_max, sigma_data=sigma_data)
         self.distance = get_distance(distance, **(distance_kwargs or {}))
-        self.scheme = scheme
+        self.scheme = check_scheme(scheme)
         self.register_buffer("t_grid", pid_grid(num_points, self.sigma_min, self.sigma_max, self.rho),
                              persistent=False)
-        if scheme not in SCHEMES:
-            raise ValueError(f"unknown PID scheme {scheme!r}; choose one of {SCHEMES}")
 
         self.init_generator(num_channels=net.channels)
         if is_diffusion_teacher:
