@@ -142,3 +142,30 @@ def write_text_atomic(path: str | Path, text: str) -> Path:
     tmp.write_text(text)
     os.replace(tmp, path)
     return path
+
+
+def write_arrays_atomic(path: str | Path, arrays: dict[str, Tensor], attrs: dict[str, Any]) -> Path:
+    """Write named tensors (and JSON-able attributes) to an HDF5 file through a temporary name and a rename."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        with h5py.File(tmp, "w") as f:
+            for name, tensor in arrays.items():
+                f.create_dataset(name, data=tensor.detach().cpu().numpy())
+            f.attrs["meta"] = json.dumps({**attrs, "pdegen_version": __version__})
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path
+
+
+def read_arrays(path: str | Path) -> tuple[dict[str, Tensor], dict[str, Any]]:
+    """The tensors and attributes :func:`write_arrays_atomic` wrote; a clear error for a corrupt file."""
+    try:
+        with h5py.File(path, "r") as f:
+            arrays = {name: torch.from_numpy(f[name][()]) for name in f}
+            attrs = json.loads(f.attrs["meta"])
+    except (OSError, KeyError) as error:
+        raise ValueError(f"{path} is not a readable pdegen array file ({error}): delete it to regenerate") from None
+    return arrays, attrs

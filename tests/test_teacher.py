@@ -14,8 +14,15 @@ from pdegen.modules import DiffusionTeacher
 ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = sorted((ROOT / "lightning_configs").glob("*/*.yaml"))
 PIECES = [c for c in CONFIGS if c.parent.name in ("trainer", "logger")]
-# student configs need a teacher checkpoint: tests/test_pid_cli.py runs them
-EXPERIMENTS = [c for c in CONFIGS if c not in PIECES and c.parent.name != "pid" and not c.stem.startswith("pid_")]
+
+
+def needs_teacher(config: Path) -> bool:
+    """Student and guided-sampling configs: tests/test_pid_cli.py and tests/test_piddm_cli.py run them."""
+    return (config.parent.name == "pid" or config.stem.startswith(("pid_", "piddm_"))
+            or (config.parent.name == "piddm" and not config.stem.endswith("_pidm")))
+
+
+EXPERIMENTS = [c for c in CONFIGS if c not in PIECES and not needs_teacher(c)]
 QUICKSTART = str(ROOT / "lightning_configs/quickstart/darcy.yaml")
 
 # a tiny quickstart: 16² Darcy, a small U-Net, 2 epochs of 2 batches

@@ -1,5 +1,6 @@
 """Lightning callbacks that work on every generator module."""
 
 from .residual import PDEResidualCallback
+from .task import TaskCallback
 
-__all__ = ["PDEResidualCallback"]
+__all__ = ["PDEResidualCallback", "TaskCallback"]

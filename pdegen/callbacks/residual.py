@@ -168,7 +168,7 @@ class PDEResidualCallback(Callback):
         for side, samples in sets.items():
             state.moments[side].update(generated=samples)
             for key, values in state.moments[side].compute().items():
-                for channel, value in zip(pde.channels, values):
+                for channel, value in zip(pde.channels, values.reshape(-1), strict=True):  # 1 channel: 0-d
                     results[f"{side}/{key}/{channel}"] = float(value)
         residual_norms = {side: PDEResidualNorm(pde).to(pl_module.device) for side in sets if side != "gt"}
         for side, metric in residual_norms.items():

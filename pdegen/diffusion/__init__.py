@@ -4,22 +4,33 @@ from .distances import DISTANCES, Distance, get_distance
 from .edm import (
     Denoiser,
     EDMCoefficients,
+    EDMLossTerms,
     EDMPreconditioner,
     edm_coefficients,
     edm_loss,
+    edm_loss_terms,
     edm_loss_weight,
     lognormal_sigma_levels,
 )
-from .gaussian import GaussianDenoiser, GaussianMixtureDenoiser
+from .gaussian import GaussianDenoiser, GaussianMixtureDenoiser, MixturePosterior
+from .guidance import OPTIMIZERS, NoiseOptimization, guided_sample, optimize_noise, project_to_shell
 from .pid import SCHEMES, PIDTrajectory, check_scheme, pid_grid, pid_loss, pid_prediction
 from .samplers import SAMPLERS, euler_sample, heun_sample, karras_sigmas, sample, sampler_nfe
 
 __all__ = [
+    "OPTIMIZERS",
+    "NoiseOptimization",
+    "guided_sample",
+    "optimize_noise",
+    "project_to_shell",
     "DISTANCES",
     "SCHEMES",
     "check_scheme",
     "Distance",
     "GaussianMixtureDenoiser",
+    "MixturePosterior",
+    "EDMLossTerms",
+    "edm_loss_terms",
     "PIDTrajectory",
     "get_distance",
     "pid_grid",

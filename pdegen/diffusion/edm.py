@@ -108,6 +108,41 @@ def lognormal_sigma_levels(
     return torch.exp(p_mean + p_std * torch.special.ndtri(q)).to(dtype)
 
 
+class EDMLossTerms(NamedTuple):
+    """What one EDM loss evaluation computes, per sample: the loss, the denoised estimate and σ."""
+
+    loss: Tensor
+    """(B,): λ(σ) times the mean squared error of the denoised estimate."""
+    denoised: Tensor
+    """D(x + n, σ), shaped like x: the posterior-mean (Tweedie) estimate of x given the noisy x + n."""
+    sigma: Tensor
+    """(B,): the noise level of each sample."""
+
+
+def edm_loss_terms(
+    denoiser: Denoiser,
+    x: Tensor,
+    p_mean: float = -1.2,
+    p_std: float = 1.2,
+    sigma_data: float | None = None,
+    generator: torch.Generator | None = None,
+    sigma: Tensor | float | None = None,
+) -> EDMLossTerms:
+    """:func:`edm_loss` together with the denoised estimate D(x + n, σ) and σ it was computed from
+    (e.g. for a physics loss on the posterior mean, as in PIDM). Arguments and draws as in :func:`edm_loss`."""
+    if sigma_data is None:
+        sigma_data = getattr(denoiser, "sigma_data", 1.0)
+    if sigma is None:
+        log_sigma = torch.randn(x.shape[0], generator=generator, dtype=x.dtype, device=x.device)
+        sigma = (p_mean + p_std * log_sigma).exp()
+    else:
+        sigma = per_sample_sigma(sigma, x)
+    noise = torch.randn(x.shape, generator=generator, dtype=x.dtype, device=x.device)
+    denoised = denoiser(x + broadcast_like(sigma, x) * noise, sigma)
+    sq_err = (denoised - x).square().flatten(1).mean(dim=1)
+    return EDMLossTerms(edm_loss_weight(sigma, sigma_data) * sq_err, denoised, sigma)
+
+
 def edm_loss(
     denoiser: Denoiser,
     x: Tensor,
@@ -123,17 +158,6 @@ def edm_loss(
     :func:`lognormal_sigma_levels`); n = σ ε with ε ~ N(0, I). Draws (σ first, then ε) use
     ``generator``, so a fixed seed together with fixed σ gives a deterministic validation loss.
     ``sigma_data`` defaults to the denoiser's ``sigma_data`` attribute (else 1.0) so the weight
-    always matches the preconditioning.
+    always matches the preconditioning. :func:`edm_loss_terms` also returns D(x + n, σ) and σ.
     """
-    if sigma_data is None:
-        sigma_data = getattr(denoiser, "sigma_data", 1.0)
-    if sigma is None:
-        log_sigma = torch.randn(x.shape[0], generator=generator, dtype=x.dtype, device=x.device)
-        sigma = (p_mean + p_std * log_sigma).exp()
-    else:
-        sigma = per_sample_sigma(sigma, x)
-    noise = torch.randn(x.shape, generator=generator, dtype=x.dtype, device=x.device)
-    sig = broadcast_like(sigma, x)
-    denoised = denoiser(x + sig * noise, sigma)
-    sq_err = (denoised - x).square().flatten(1).mean(dim=1)
-    return edm_loss_weight(sigma, sigma_data) * sq_err
+    return edm_loss_terms(denoiser, x, p_mean, p_std, sigma_data, generator, sigma).loss

@@ -10,6 +10,8 @@ For s = σ_d and every σ, λ(σ) E‖D(x + n, σ) − x‖²/dim = 1 (the EDM w
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import torch
 from torch import Tensor, nn
 
@@ -47,6 +49,19 @@ class GaussianDenoiser(nn.Module):
         return self.mean + self.std * eps
 
 
+class MixturePosterior(NamedTuple):
+    """p(x₀ | x_σ) = Σ_k r_k N(m_k, v_k I) for each of B samples (float64)."""
+
+    responsibilities: Tensor  # r, (B, K), rows sum to 1
+    means: Tensor  # m, (B, K, *shape)
+    variances: Tensor  # v, (B, K): per-element variance of each component
+
+    def mean(self) -> Tensor:
+        """E[x₀ | x_σ] = Σ_k r_k m_k, (B, *shape)."""
+        r = self.responsibilities.reshape(*self.responsibilities.shape, *([1] * (self.means.ndim - 2)))
+        return (r * self.means).sum(1)
+
+
 class GaussianMixtureDenoiser(nn.Module):
     """The exact denoiser of a mixture Σ_k π_k N(μ_k, s_k² I) of isotropic Gaussians.
 
@@ -56,7 +71,8 @@ class GaussianMixtureDenoiser(nn.Module):
         r_k ∝ π_k N(x; μ_k, (s_k² + σ²) I)   (responsibilities, by log-sum-exp).
 
     ``means`` is (K, *shape) with shape one sample's shape, ``stds`` (K,), ``weights`` (K,)
-    (normalised here; uniform by default). :meth:`flow` solves the PF-ODE to high accuracy with
+    (normalised here; uniform by default). :meth:`posterior` gives the whole p(x₀ | x_σ = x), a mixture
+    of isotropic Gaussians again; ``forward`` its mean. :meth:`flow` solves the PF-ODE to high accuracy with
     scipy's DOP853: the reference noise→data map for distillation tests.
     """
 
@@ -75,16 +91,31 @@ class GaussianMixtureDenoiser(nn.Module):
         self.register_buffer("stds", stds)
         self.register_buffer("weights", weights / weights.sum())
 
-    def forward(self, x: Tensor, sigma: Tensor | float) -> Tensor:
+    @property
+    def _flat_means(self) -> Tensor:
+        return self.means.reshape(self.means.shape[0], -1)
+
+    def _responsibilities(self, x: Tensor, sigma: Tensor | float) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        """(x flattened to (B, D) float64, σ (B,), responsibilities r (B, K), shrinkages s_k²/(s_k² + σ²) (B, K))."""
         sigma = per_sample_sigma(sigma, x).double()
         flat = x.reshape(x.shape[0], -1).double()
-        mu = self.means.reshape(self.means.shape[0], -1)
+        mu = self._flat_means
         var = self.stds**2 + sigma[:, None] ** 2  # (B, K)
         sq = (flat.square().sum(1, keepdim=True) - 2 * flat @ mu.T + mu.square().sum(1)).clamp_min(0)
         log_r = self.weights.log() - 0.5 * flat.shape[1] * var.log() - 0.5 * sq / var
-        r = torch.softmax(log_r, dim=1)
-        shrink = self.stds**2 / var
-        denoised = (r * shrink).sum(1, keepdim=True) * flat + (r * (1 - shrink)) @ mu
+        return flat, sigma, torch.softmax(log_r, dim=1), self.stds**2 / var
+
+    def posterior(self, x: Tensor, sigma: Tensor | float) -> MixturePosterior:
+        """The exact p(x₀ | x_σ = x) for x_σ = x₀ + σ ε (EDM convention), σ a scalar or (B,), float64:
+        Σ_k r_k N((s_k² x + σ² μ_k)/(s_k² + σ²), s_k²σ²/(s_k² + σ²) I), r_k ∝ π_k N(x; μ_k, (s_k² + σ²) I)."""
+        flat, sigma, r, shrink = self._responsibilities(x, sigma)
+        means = shrink[..., None] * flat[:, None] + (1 - shrink[..., None]) * self._flat_means
+        return MixturePosterior(r, means.reshape(r.shape + self.means.shape[1:]), shrink * sigma[:, None] ** 2)
+
+    def forward(self, x: Tensor, sigma: Tensor | float) -> Tensor:
+        """D(x, σ) = E[x₀ | x_σ = x] (the mean of :meth:`posterior`, without its (B, K, *shape) means), in x's dtype."""
+        flat, _, r, shrink = self._responsibilities(x, sigma)
+        denoised = (r * shrink).sum(1, keepdim=True) * flat + (r * (1 - shrink)) @ self._flat_means
         return denoised.reshape(x.shape).to(x.dtype)
 
     def sample(self, n: int, generator: torch.Generator | None = None) -> Tensor:

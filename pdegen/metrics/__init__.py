@@ -1,6 +1,6 @@
 """torchmetrics Metrics: PDE residual norms and ensemble moment errors."""
 
 from .moments import MomentErrors
-from .residual import PDEResidualNorm, region_norms
+from .residual import PDEResidualNorm, region_norms, region_squared_norms, residual_loss
 
-__all__ = ["MomentErrors", "PDEResidualNorm", "region_norms"]
+__all__ = ["MomentErrors", "PDEResidualNorm", "region_norms", "region_squared_norms", "residual_loss"]

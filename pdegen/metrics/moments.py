@@ -48,7 +48,7 @@ class MomentErrors(Metric):
         return mean, var.sqrt()
 
     def compute(self) -> dict[str, Tensor]:
-        """``{"mmse": (C,), "smse": (C,)}``."""
+        """``{"mmse": (C,), "smse": (C,)}`` (torchmetrics squeezes them to 0-d when C = 1)."""
         mean_g, std_g = self.moments("generated")
         mean_r, std_r = self.moments("reference")
         reduce_dims = tuple(range(1, mean_g.ndim))

@@ -9,22 +9,45 @@ from torchmetrics import Metric
 from pdegen.pdes import PDE
 
 
-def region_norms(pde: PDE, field: Tensor) -> dict[str, Tensor]:
-    """Per-sample discrete L2 norms of a residual-shaped field ``(B, r, *grid)``.
+def region_squared_norms(pde: PDE, field: Tensor) -> dict[str, Tensor]:
+    """Per-sample squared discrete L2 norms of a residual-shaped field ``(B, r, *grid)``.
 
-    interior: ``sqrt(h^d * sum over interior points and residual channels of field^2)``, which
-    approximates the L2(Omega) norm; boundary: ``sqrt(h^(d-1) * sum over boundary points)``,
-    approximating the L2 norm over the boundary. ``h^d`` is the grid's cell volume.
+    interior: ``h^d * sum over interior points and residual channels of field^2``, which
+    approximates the squared L2(Omega) norm; boundary: ``h^(d-1) * sum over boundary points``,
+    approximating the squared L2 norm over the boundary. ``h^d`` is the grid's cell volume.
+    Smooth at zero (unlike the norms), so it serves as a training loss.
     """
     squared = field.double().pow(2).sum(dim=1)  # (B, *grid)
     boundary = pde.boundary_mask_on(field.device)
-    h = pde.grid.spacing
     cell = pde.grid.cell_volume
-    face = cell / min(h)
+    face = cell / min(pde.grid.spacing)
     return {
-        "interior": (squared[:, ~boundary].sum(dim=1) * cell).sqrt(),
-        "boundary": (squared[:, boundary].sum(dim=1) * face).sqrt(),
+        "interior": squared[:, ~boundary].sum(dim=1) * cell,
+        "boundary": squared[:, boundary].sum(dim=1) * face,
     }
+
+
+def region_norms(pde: PDE, field: Tensor) -> dict[str, Tensor]:
+    """Per-sample discrete L2 norms, interior and boundary: the square roots of :func:`region_squared_norms`."""
+    return {region: value.sqrt() for region, value in region_squared_norms(pde, field).items()}
+
+
+def residual_loss(pde: PDE, x: Tensor) -> Tensor:
+    """Per-sample squared relative residual ``(B,)``, differentiable in ``x`` (physical units):
+
+        ||R(x)||²_Ω / ||S(x)||²_Ω + ||R(x)||²_∂Ω / ||S(x)||²_∂Ω
+
+    with the discrete L2 norms of :func:`region_squared_norms` (they carry the grid spacing, so the value
+    approximates a ratio of continuous norms and means the same at every resolution) and S =
+    ``pde.residual_scale(x)`` held constant (no gradient flows through the scale). The interior
+    equation and the boundary condition count equally; evaluated in float64.
+    """
+    x = x.double()
+    squared = region_squared_norms(pde, pde.residual(x))
+    with torch.no_grad():
+        scales = region_squared_norms(pde, pde.residual_scale(x))
+    tiny = torch.finfo(torch.float64).tiny
+    return sum(squared[r] / scales[r].clamp_min(tiny) for r in ("interior", "boundary"))
 
 
 class PDEResidualNorm(Metric):

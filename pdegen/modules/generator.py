@@ -18,6 +18,7 @@ from torch import Tensor
 
 from pdegen import __version__
 from pdegen.pdes import PDE, get_pde
+from pdegen.tasks import ObservationTask
 from pdegen.transforms import ChannelNormalizer
 
 
@@ -124,25 +125,53 @@ class GeneratorMixin:
         """``n`` samples ``(n, C, *grid)`` in physical units (float64); ``generator`` seeds the noise."""
         return self.sample_with(self.generate_normalized, n, generator, batch_size)
 
-    @torch.no_grad()
-    def sample_with(self, generate: Callable[[Tensor], Tensor], n: int, generator: torch.Generator | None = None,
-                    batch_size: int | None = None) -> Tensor:
-        """Like :meth:`sample`, with ``generate(noise) -> normalised samples`` in place of
-        :meth:`generate_normalized`. The same ``generator`` seed gives the same noise whatever
-        ``generate`` is, so students and their teacher can be compared sample by sample."""
+    def sample_with(self, generate: Callable[..., Tensor], n: int, generator: torch.Generator | None = None,
+                    batch_size: int | None = None, conditions: tuple[Tensor, ...] = ()) -> Tensor:
+        """Like :meth:`sample`, with ``generate(noise, *conditions) -> normalised samples`` in place of
+        :meth:`generate_normalized`; ``conditions`` are per-sample tensors ``(n, ...)`` split into the
+        same batches as the noise. The same ``generator`` seed gives the same noise whatever
+        ``generate`` is, so students and their teacher can be compared sample by sample.
+
+        Runs without autograd, but outside inference mode (also under ``pdegen test``), so that a
+        ``generate`` that steers its sampling by gradients (guidance, noise optimisation) can
+        enable them."""
         if n < 1:
             raise ValueError(f"n must be positive, got {n}")
         batch_size = batch_size or self.hparams.get("sample_batch_size", 64)
         was_training = self.training
         self.eval()
         try:
-            noise = torch.randn(n, *self.sample_shape, generator=generator, dtype=torch.float64,
-                                device=generator.device if generator is not None else self.device)
-            noise = noise.to(self.device)
-            chunks = [generate(chunk) for chunk in noise.split(batch_size)]
+            with torch.inference_mode(False), torch.no_grad():
+                noise = torch.randn(n, *self.sample_shape, generator=generator, dtype=torch.float64,
+                                    device=generator.device if generator is not None else self.device)
+                noise = noise.to(self.device)
+                conditions = tuple(c.to(self.device).clone() for c in conditions)  # plain tensors, not inference ones
+                pieces = zip(noise.split(batch_size), *(c.split(batch_size) for c in conditions))
+                chunks = [generate(*piece) for piece in pieces]
         finally:
             self.train(was_training)
         return self.normalizer.decode(torch.cat(chunks).double())
+
+    # ------------------------------------------------------------------ downstream tasks
+    def generate_task_normalized(self, noise: Tensor, observed: Tensor, mask: Tensor, task: ObservationTask) -> Tensor:
+        """A sample agreeing with ``observed`` where ``mask`` (normalised units), from ``noise``."""
+        raise NotImplementedError(f"{type(self).__name__} does not solve observation tasks; use a PIDDMStudent or a "
+                                  "GuidedTeacher (method diffusionpde or dflow)")
+
+    def task_nfe(self, task: ObservationTask) -> int:
+        """Network evaluations (forward passes) per sample of :meth:`solve_task`."""
+        raise NotImplementedError(f"{type(self).__name__} does not solve observation tasks")
+
+    def solve_task(self, observed: Tensor, mask: Tensor, task: ObservationTask,
+                   generator: torch.Generator | None = None, batch_size: int | None = None) -> Tensor:
+        """Complete ``observed`` samples ``(n, C, *grid)`` (physical units, read only where the bool
+        ``mask`` of the same shape is True) into full samples in physical units."""
+        if observed.shape != mask.shape or observed.shape[1:] != self.sample_shape:
+            raise ValueError(f"observations {tuple(observed.shape)} and mask {tuple(mask.shape)} must both be "
+                             f"(n, {', '.join(map(str, self.sample_shape))})")
+        encoded = self.normalizer.encode(observed.to(self.device, torch.float64))
+        return self.sample_with(lambda noise, y, m: self.generate_task_normalized(noise, y, m, task),
+                                observed.shape[0], generator, batch_size, conditions=(encoded, mask.bool()))
 
     def predict_step(self, batch: Tensor, batch_idx: int) -> Tensor:
         """Generated samples, as many as the batch holds, seeded by the batch index."""

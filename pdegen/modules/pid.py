@@ -4,13 +4,11 @@ from __future__ import annotations
 
 import copy
 import os
-from pathlib import Path
 from typing import Any
 
 import lightning as L
 import torch
 from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
-from lightning.pytorch.core.mixins.hparams_mixin import _given_hyperparameters
 from torch import Tensor, nn
 
 from pdegen.diffusion import (
@@ -24,35 +22,11 @@ from pdegen.diffusion import (
     sample,
     sampler_nfe,
 )
+from pdegen.modules.frozen_teacher import TeacherMixin
 from pdegen.modules.generator import GeneratorMixin
-from pdegen.modules.teacher import DiffusionTeacher
-from pdegen.pdes import PDE
 
 
-def load_teacher(teacher: str | os.PathLike | nn.Module) -> nn.Module:
-    """A frozen teacher: a :class:`DiffusionTeacher` (or its checkpoint path), or any denoiser
-    module D(x, σ) on normalised data (e.g. an exact Gaussian-mixture denoiser). A module passed in
-    is frozen and put in eval mode in place."""
-    if isinstance(teacher, (str, os.PathLike)):
-        path = Path(teacher)
-        if not path.is_file():
-            raise FileNotFoundError(
-                f"teacher checkpoint {str(path)!r} not found: train a teacher first "
-                "(pdegen fit --config lightning_configs/teacher/<family>.yaml) and set `model.init_args.teacher` "
-                "to its checkpoint (e.g. runs/teacher_<family>/checkpoints/last.ckpt)")
-        # LightningCLI builds the student inside a context that hands *its* arguments to every
-        # save_hyperparameters call; the teacher must record its own
-        token = _given_hyperparameters.set(None)
-        try:
-            teacher = DiffusionTeacher.load_from_checkpoint(path, map_location="cpu")
-        finally:
-            _given_hyperparameters.reset(token)
-    if not isinstance(teacher, nn.Module):
-        raise TypeError(f"teacher must be a checkpoint path or a denoiser module, got {type(teacher).__name__}")
-    return teacher.eval().requires_grad_(False)
-
-
-class PIDStudent(GeneratorMixin, L.LightningModule):
+class PIDStudent(TeacherMixin, GeneratorMixin, L.LightningModule):
     """A one-step generator x_θ(z, σ_min) trained as a PINN on the frozen teacher's PF-ODE, data-free.
 
     Each step draws z ~ N(0, T² I) and a grid index i per sample and minimises the PID residual
@@ -88,38 +62,25 @@ class PIDStudent(GeneratorMixin, L.LightningModule):
         super().__init__()
         ignore = [] if isinstance(teacher, (str, os.PathLike)) else ["teacher"]
         self.save_init_arguments(ignore=ignore)
-        teacher = load_teacher(teacher)
-        is_diffusion_teacher = isinstance(teacher, DiffusionTeacher)
-        defaults = teacher.hparams if is_diffusion_teacher else {}
-        self.sigma_min = float(sigma_min if sigma_min is not None else defaults.get("sigma_min", 0.002))
-        self.sigma_max = float(sigma_max if sigma_max is not None else defaults.get("sigma_max", 80.0))
-        self.rho = float(rho if rho is not None else defaults.get("rho", 7.0))
-        sigma_data = float(sigma_data if sigma_data is not None else defaults.get("sigma_data", 1.0))
+        self.attach_teacher(teacher, sigma_min, sigma_max, rho, sigma_data)
         self.sample_sigma = float(sample_sigma if sample_sigma is not None else self.sigma_min)
         self._check_sampling(refine_steps, refine_sampler)
-
         if net is None:
-            if not is_diffusion_teacher:
-                raise ValueError("net is required when the teacher is a plain denoiser: give the student backbone")
-            net = copy.deepcopy(teacher.denoiser.net).requires_grad_(True)
+            net = copy.deepcopy(self.teacher_net).requires_grad_(True)
         if dropout is not None:
             if not 0 <= dropout < 1:
                 raise ValueError(f"dropout must be in [0, 1), got {dropout}")
             for module in net.modules():
                 if isinstance(module, nn.modules.dropout._DropoutNd):
                     module.p = dropout
-        self.teacher = teacher
-        self.trajectory = PIDTrajectory(net, sigma_max=self.sigma_max, sigma_data=sigma_data)
+        self.trajectory = PIDTrajectory(net, sigma_max=self.sigma_max, sigma_data=self.sigma_data)
         self.distance = get_distance(distance, **(distance_kwargs or {}))
         self.scheme = check_scheme(scheme)
         self.register_buffer("t_grid", pid_grid(num_points, self.sigma_min, self.sigma_max, self.rho),
                              persistent=False)
 
         self.init_generator(num_channels=net.channels)
-        if is_diffusion_teacher:
-            self.normalizer.load_state_dict(teacher.normalizer.state_dict())
-            if teacher.pde is not None:
-                self.attach_pde(teacher.pde)
+        self.copy_teacher_normalizer()
         self.refine_steps = refine_steps
         self.refine_sampler = refine_sampler
         self.nfe = 1 + (sampler_nfe(refine_sampler, refine_steps) if refine_steps else 0)
@@ -127,8 +88,6 @@ class PIDStudent(GeneratorMixin, L.LightningModule):
         self.lr_scheduler = lr_scheduler
 
     def _check_sampling(self, refine_steps: int, refine_sampler: str) -> None:
-        if not 0 < self.sigma_min < self.sigma_max:
-            raise ValueError(f"need 0 < sigma_min < sigma_max, got {self.sigma_min} and {self.sigma_max}")
         if not self.sigma_min <= self.sample_sigma <= self.sigma_max:
             raise ValueError(f"sample_sigma={self.sample_sigma} is outside the distilled range "
                              f"[sigma_min, sigma_max] = [{self.sigma_min}, {self.sigma_max}]")
@@ -139,26 +98,6 @@ class PIDStudent(GeneratorMixin, L.LightningModule):
                              "(e.g. sample_sigma: 1.0)")
         if refine_sampler not in SAMPLERS:
             raise ValueError(f"unknown refine_sampler {refine_sampler!r}; choose one of {sorted(SAMPLERS)}")
-
-    # ------------------------------------------------------------------ wiring
-    def attach_pde(self, pde: PDE) -> None:
-        """As the mixin's, and the PDE must be the one the teacher learned."""
-        teacher_pde = getattr(self.teacher, "pde", None)
-        if teacher_pde is not None and (pde.name, pde.physics()) != (teacher_pde.name, teacher_pde.physics()):
-            raise ValueError(f"the data's PDE {pde!r} differs from the teacher's {teacher_pde!r}: "
-                             "set the DataModule's `pde` to the teacher's")
-        super().attach_pde(pde)
-
-    def train(self, mode: bool = True) -> PIDStudent:
-        """The teacher stays in eval mode (no dropout) whatever the student's mode."""
-        super().train(mode)
-        self.teacher.eval()
-        return self
-
-    @property
-    def denoiser(self) -> nn.Module:
-        """The teacher's D(x, σ) on normalised data."""
-        return self.teacher.denoiser if isinstance(self.teacher, DiffusionTeacher) else self.teacher
 
     @property
     def num_points(self) -> int:
@@ -183,16 +122,8 @@ class PIDStudent(GeneratorMixin, L.LightningModule):
         sigmas = karras_sigmas(self.refine_steps, self.sigma_min, self.sample_sigma, self.rho, device=x.device)
         return sample(self.denoiser, x, sigmas, sampler=self.refine_sampler)
 
-    def reference_generate(self, noise: Tensor, sampler: str = "euler") -> Tensor:
-        """The teacher's PF-ODE solved on the distilled grid (T to σ_min) from the same noise: with
-        ``euler`` exactly what a student at zero upwind PID loss returns (Theorem 1)."""
-        return sample(self.denoiser, noise.double() * self.sigma_max, self.t_grid, sampler=sampler)
-
-    def reference_sample(self, n: int, generator: torch.Generator | None = None, sampler: str = "euler",
-                         batch_size: int | None = None) -> Tensor:
-        """The teacher's samples for the noise :meth:`sample` draws with the same ``generator`` seed."""
-        return self.sample_with(lambda noise: self.reference_generate(noise, sampler), n, generator, batch_size)
-
-    def reference_nfe(self, sampler: str) -> int:
-        """Teacher network evaluations per reference sample (N − 1 steps, none to σ = 0)."""
-        return sampler_nfe(sampler, self.num_points - 1, ends_at_zero=False)
+    @property
+    def reference_sigmas(self) -> Tensor:
+        """The distilled grid, T to σ_min: the teacher's Euler solve on it is exactly what a student
+        at zero upwind PID loss returns (Theorem 1)."""
+        return self.t_grid

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import math
+
 import lightning as L
 import torch
 from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
 from torch import Tensor, nn
 
-from pdegen.diffusion import EDMPreconditioner, edm_loss, karras_sigmas, sample, sampler_nfe
+from pdegen.diffusion import EDMPreconditioner, edm_loss_terms, karras_sigmas, sample, sampler_nfe
+from pdegen.metrics import residual_loss
 from pdegen.modules.generator import GeneratorMixin
 
 
@@ -18,6 +21,13 @@ class DiffusionTeacher(GeneratorMixin, L.LightningModule):
     per-channel statistics it copies from the DataModule (stored in its checkpoint) and
     denoises all channels jointly. ``sample(n)`` returns physical units.
 
+    With ``residual_weight`` λ > 0 it is the PIDM baseline (Bastek, Sun & Kochmann 2024,
+    "Physics-informed diffusion models"): the loss becomes EDM loss + λ · mean over the batch of
+    :func:`~pdegen.metrics.residual_loss` of the denoised estimate D(x + n, σ) in physical units.
+    That constrains the posterior mean E[x0 | xt], not the samples: for a nonlinear residual
+    R(E[x0 | xt]) ≠ E[R(x0) | xt] (Jensen's gap), so even the exact denoiser of PDE solutions is
+    penalised, which is the weakness PIDDM (arXiv 2505.22391) addresses.
+
     Args:
         net: backbone ``net(x, c_noise)`` with ``net.channels`` = the PDE's channel count.
         sigma_data: σ_data of the EDM preconditioning (the data are normalised to unit std).
@@ -25,15 +35,20 @@ class DiffusionTeacher(GeneratorMixin, L.LightningModule):
         sampler, num_steps: PF-ODE solver ("euler" or "heun") and its number of steps.
         sigma_min, sigma_max, rho: the Karras σ schedule.
         sample_batch_size: samples generated per network batch in :meth:`sample`.
+        residual_weight: λ >= 0 of the PIDM residual term (0: the plain EDM loss). λ > 0 needs the
+            PDE attached (a DataModule with a ``pde``, a checkpoint, or :meth:`attach_pde`).
     """
 
     def __init__(self, net: nn.Module, sigma_data: float = 1.0, p_mean: float = -1.2, p_std: float = 1.2,
                  sampler: str = "heun", num_steps: int = 18, sigma_min: float = 0.002, sigma_max: float = 80.0,
-                 rho: float = 7.0, sample_batch_size: int = 64,
+                 rho: float = 7.0, sample_batch_size: int = 64, residual_weight: float = 0.0,
                  optimizer: OptimizerCallable = torch.optim.Adam,
                  lr_scheduler: LRSchedulerCallable | None = None) -> None:
         super().__init__()
+        if not (math.isfinite(residual_weight) and residual_weight >= 0):
+            raise ValueError(f"residual_weight (the PIDM λ) must be finite and >= 0, got {residual_weight}")
         self.save_init_arguments()
+        self.residual_weight = float(residual_weight)
         self.denoiser = EDMPreconditioner(net, sigma_data=sigma_data)
         self.init_generator(num_channels=net.channels)
         self.sampler_name = sampler
@@ -47,8 +62,30 @@ class DiffusionTeacher(GeneratorMixin, L.LightningModule):
         self.check_batch(batch)
         z = self.normalizer.encode(batch.float())
         h = self.hparams
-        return edm_loss(self.denoiser, z, p_mean=h.p_mean, p_std=h.p_std, sigma_data=h.sigma_data,
-                        generator=generator).mean()
+        terms = edm_loss_terms(self.denoiser, z, p_mean=h.p_mean, p_std=h.p_std, sigma_data=h.sigma_data,
+                               generator=generator)
+        edm = terms.loss.mean()
+        if self.residual_weight == 0:
+            self._log_train_terms(batch.shape[0], edm_loss=edm)
+            return edm
+        residual = self.denoised_residual(terms.denoised).mean()
+        self._log_train_terms(batch.shape[0], edm_loss=edm, residual_loss=residual)
+        return edm + self.residual_weight * residual.to(edm.dtype)
+
+    def denoised_residual(self, denoised: Tensor) -> Tensor:
+        """Per-sample :func:`~pdegen.metrics.residual_loss` (B,) of a normalised denoised estimate,
+        decoded to physical units in float64; differentiable."""
+        if self.pde is None:
+            raise RuntimeError("the PIDM residual (residual_weight > 0) needs the PDE attached to the teacher: fit it "
+                               "with a DataModule that has a `pde`, or call attach_pde(pde)")
+        return residual_loss(self.pde, self.normalizer.decode(denoised.double()))
+
+    def _log_train_terms(self, batch_size: int, **terms: Tensor) -> None:
+        """Log each loss term as ``train/<name>`` during a training step (not in evaluation or outside a fit)."""
+        if self._trainer is None or not self.training:
+            return
+        for name, value in terms.items():
+            self.log(f"train/{name}", value.detach().float(), batch_size=batch_size)
 
     # ------------------------------------------------------------------ sampling
     def generate_normalized(self, noise: Tensor) -> Tensor:

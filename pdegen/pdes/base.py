@@ -129,10 +129,12 @@ class PDE(abc.ABC):
         return f"{type(self).__name__}({', '.join(f'{k}={v!r}' for k, v in self.params().items())})"
 
     def boundary_mask_on(self, device: torch.device) -> Tensor:
-        """:attr:`boundary_mask` on ``device``, cached (residuals run every training step)."""
+        """:attr:`boundary_mask` on ``device``, cached (residuals run every training step); made
+        outside inference mode, so autograd may use it even when the first call came from a test loop."""
         cache = self.__dict__.setdefault("_boundary_masks", {})
         if device not in cache:
-            cache[device] = self.boundary_mask.to(device)
+            with torch.inference_mode(False):
+                cache[device] = self.boundary_mask.to(device)
         return cache[device]
 
     @property
@@ -142,6 +144,22 @@ class PDE(abc.ABC):
     @property
     def sample_shape(self) -> tuple[int, ...]:
         return (self.num_channels, *self.grid.shape)
+
+    @property
+    def input_mask(self) -> Tensor:
+        """Bool ``sample_shape``: True where a sample holds the random input :meth:`solve` takes (the
+        rest follows from it): for a time-dependent family (its input is the initial state) the first
+        stored time, else the channels named in :attr:`input_channels` (Darcy's ``a``)."""
+        mask = torch.zeros(self.sample_shape, dtype=torch.bool)
+        named = [i for i, channel in enumerate(self.channels) if channel in self.input_channels]
+        if self.grid.boundary[0] == "time":
+            mask[:, 0] = True
+        elif named:
+            mask[named] = True
+        else:
+            raise NotImplementedError(f"{self.name}: no input channel among {self.channels} and no time axis: "
+                                      "override input_mask")
+        return mask
 
     def generate(self, n: int, generator: torch.Generator | None = None) -> Tensor:
         """Random inputs and their solutions: ``(n, channels, *grid)``, float64."""

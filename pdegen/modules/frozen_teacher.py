@@ -1,0 +1,116 @@
+"""A frozen diffusion teacher inside another module: loading it, and what students borrow from it."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import torch
+from lightning.pytorch.core.mixins.hparams_mixin import _given_hyperparameters
+from torch import Tensor, nn
+
+from pdegen.diffusion import sample, sampler_nfe
+from pdegen.modules.teacher import DiffusionTeacher
+from pdegen.pdes import PDE
+
+
+def load_teacher(teacher: str | os.PathLike | nn.Module) -> nn.Module:
+    """A frozen teacher: a :class:`DiffusionTeacher` (or its checkpoint path), or any denoiser
+    module D(x, σ) on normalised data (e.g. an exact Gaussian-mixture denoiser). A module passed in
+    is frozen and put in eval mode in place."""
+    if isinstance(teacher, (str, os.PathLike)):
+        path = Path(teacher)
+        if not path.is_file():
+            raise FileNotFoundError(
+                f"teacher checkpoint {str(path)!r} not found: train a teacher first "
+                "(pdegen fit --config lightning_configs/teacher/<family>.yaml) and set `model.init_args.teacher` "
+                "to its checkpoint (e.g. runs/teacher_<family>/checkpoints/last.ckpt)")
+        # LightningCLI builds the student inside a context that hands *its* arguments to every
+        # save_hyperparameters call; the teacher must record its own
+        token = _given_hyperparameters.set(None)
+        try:
+            teacher = DiffusionTeacher.load_from_checkpoint(path, map_location="cpu")
+        finally:
+            _given_hyperparameters.reset(token)
+    if not isinstance(teacher, nn.Module):
+        raise TypeError(f"teacher must be a checkpoint path or a denoiser module, got {type(teacher).__name__}")
+    return teacher.eval().requires_grad_(False)
+
+
+class TeacherMixin:
+    """A frozen teacher as the submodule ``teacher``, kept in eval mode; mix in before
+    :class:`~pdegen.modules.generator.GeneratorMixin`. Students take the teacher's σ range,
+    normaliser and PDE, and reject data of another PDE."""
+
+    def attach_teacher(self, teacher: str | os.PathLike | nn.Module, sigma_min: float | None = None,
+                       sigma_max: float | None = None, rho: float | None = None,
+                       sigma_data: float | None = None) -> None:
+        """Load and freeze ``teacher``; the σ settings default to the teacher's (EDM's for a plain denoiser)."""
+        self.teacher = load_teacher(teacher)
+        defaults = self.teacher.hparams if self.is_diffusion_teacher else {}
+
+        def pick(value: float | None, key: str, default: float) -> float:
+            return float(value if value is not None else defaults.get(key, default))
+
+        self.sigma_min, self.sigma_max = pick(sigma_min, "sigma_min", 0.002), pick(sigma_max, "sigma_max", 80.0)
+        self.rho, self.sigma_data = pick(rho, "rho", 7.0), pick(sigma_data, "sigma_data", 1.0)
+        if not 0 < self.sigma_min < self.sigma_max:
+            raise ValueError(f"need 0 < sigma_min < sigma_max, got {self.sigma_min} and {self.sigma_max}")
+
+    @property
+    def is_diffusion_teacher(self) -> bool:
+        return isinstance(self.teacher, DiffusionTeacher)
+
+    @property
+    def teacher_net(self) -> nn.Module:
+        """The teacher's backbone (to copy as a student's initialisation)."""
+        if not self.is_diffusion_teacher:
+            raise ValueError("net is required when the teacher is a plain denoiser: give the student backbone")
+        return self.teacher.denoiser.net
+
+    def copy_teacher_normalizer(self) -> None:
+        """Call after ``init_generator``: the teacher's normaliser and PDE become the student's."""
+        if self.is_diffusion_teacher:
+            self.normalizer.load_state_dict(self.teacher.normalizer.state_dict())
+            if self.teacher.pde is not None:
+                self.attach_pde(self.teacher.pde)
+
+    @property
+    def denoiser(self) -> nn.Module:
+        """The teacher's D(x, σ) on normalised data."""
+        return self.teacher.denoiser if self.is_diffusion_teacher else self.teacher
+
+    def attach_pde(self, pde: PDE) -> None:
+        """As the generator's, and the PDE must be the one the teacher learned."""
+        teacher_pde = getattr(self.teacher, "pde", None)
+        if teacher_pde is not None and (pde.name, pde.physics()) != (teacher_pde.name, teacher_pde.physics()):
+            raise ValueError(f"the data's PDE {pde!r} differs from the teacher's {teacher_pde!r}: "
+                             "set the DataModule's `pde` to the teacher's")
+        super().attach_pde(pde)
+
+    # ------------------------------------------------------------------ the teacher's samples, for comparison
+    @property
+    def reference_sigmas(self) -> Tensor:
+        """The σ schedule of the teacher's reference samples (the student's sets it)."""
+        raise NotImplementedError
+
+    def reference_generate(self, noise: Tensor, sampler: str = "euler") -> Tensor:
+        """The teacher's PF-ODE solved with ``sampler`` on :attr:`reference_sigmas` from ``noise``."""
+        sigmas = self.reference_sigmas.to(noise.device)
+        return sample(self.denoiser, noise.double() * sigmas[0], sigmas, sampler=sampler)
+
+    def reference_sample(self, n: int, generator: torch.Generator | None = None, sampler: str = "euler",
+                         batch_size: int | None = None) -> Tensor:
+        """The teacher's samples for the noise :meth:`sample` draws with the same ``generator`` seed."""
+        return self.sample_with(lambda noise: self.reference_generate(noise, sampler), n, generator, batch_size)
+
+    def reference_nfe(self, sampler: str) -> int:
+        """Teacher network evaluations per reference sample."""
+        sigmas = self.reference_sigmas
+        return sampler_nfe(sampler, len(sigmas) - 1, ends_at_zero=bool(sigmas[-1] == 0))
+
+    def train(self, mode: bool = True):
+        """The teacher stays in eval mode (no dropout) whatever the student's mode."""
+        super().train(mode)
+        self.teacher.eval()
+        return self

@@ -1,0 +1,137 @@
+"""GuidedTeacher: a frozen diffusion teacher sampled plainly or steered at sampling time — the
+baselines PIDDM is compared with (the teacher alone, DiffusionPDE guidance, D-Flow)."""
+
+from __future__ import annotations
+
+import os
+
+import lightning as L
+import torch
+from torch import Tensor, nn
+
+from pdegen.diffusion import guided_sample, karras_sigmas, optimize_noise, sample, sampler_nfe
+from pdegen.metrics import residual_loss
+from pdegen.modules.frozen_teacher import TeacherMixin
+from pdegen.modules.generator import GeneratorMixin
+from pdegen.tasks import ObservationTask, impose, misfit
+
+METHODS = ("heun", "diffusionpde", "dflow")
+
+
+class GuidedTeacher(TeacherMixin, GeneratorMixin, L.LightningModule):
+    """Sample a trained :class:`~pdegen.modules.DiffusionTeacher` with one of ``METHODS``; nothing
+    is trained (run ``pdegen test``). Residuals R are :func:`pdegen.metrics.residual_loss` of the
+    decoded sample (squared relative residual, physical units), observations are in normalised units.
+
+    - ``heun``: the teacher alone, Heun with ``num_steps`` Karras steps (no tasks).
+    - ``diffusionpde``: DiffusionPDE (Huang et al. 2024): Heun, and after each step the gradient
+      of ζ_obs‖M⊙(x̂0 − y)‖₂ + ζ_pde‖R(x̂0)‖^½ with respect to x_i, x̂0 = D(x_i, σ_i) the posterior
+      mean; their schedule: observation guidance alone for the first ``pde_start`` fraction of the
+      steps, then 0.1·ζ_obs together with ζ_pde. Unconditional sampling uses the PDE term only.
+    - ``dflow``: D-Flow (Ben-Hamu et al. 2024): L-BFGS on the initial noise, at most
+      ``dflow_iterations`` iterations, through the differentiable ``dflow_steps``-step Euler solve,
+      minimising ``dflow_residual_weight``·R (+ the misfit for a task; with a ``hard`` task, the
+      observations are imposed on the output). NFE counts the L-BFGS function evaluations actually made.
+
+    Args:
+        teacher: the teacher's checkpoint path (or module). For the PIDM baseline, a teacher trained
+            with ``residual_weight`` > 0, sampled with ``heun`` or ``diffusionpde``.
+        num_steps: Heun steps of ``heun`` and ``diffusionpde`` (default: the teacher's).
+    """
+
+    def __init__(self, teacher: str | nn.Module, method: str = "heun", num_steps: int | None = None,
+                 observation_weight: float = 1.0, pde_weight: float = 0.01, pde_start: float = 0.8,
+                 dflow_steps: int = 10, dflow_iterations: int = 20, dflow_lr: float = 1.0,
+                 dflow_residual_weight: float = 1e-3, sample_batch_size: int = 64) -> None:
+        super().__init__()
+        self.save_init_arguments(ignore=[] if isinstance(teacher, (str, os.PathLike)) else ["teacher"])
+        if method not in METHODS:
+            raise ValueError(f"unknown method {method!r}; choose one of {METHODS}")
+        if not 0 <= pde_start <= 1:
+            raise ValueError(f"pde_start is a fraction of the steps, in [0, 1]; got {pde_start}")
+        if min(observation_weight, pde_weight, dflow_residual_weight) < 0:
+            raise ValueError("guidance weights must be >= 0")
+        self.attach_teacher(teacher)
+        if not self.is_diffusion_teacher:
+            raise TypeError("GuidedTeacher needs a DiffusionTeacher (checkpoint) for its PDE and normaliser")
+        self.method = method
+        self.num_steps = int(num_steps or len(self.teacher.sigmas) - 1)
+        self.init_generator(num_channels=self.teacher.normalizer.num_channels)
+        self.copy_teacher_normalizer()
+        self.nfe = sampler_nfe("euler" if method == "dflow" else "heun",
+                               dflow_steps if method == "dflow" else self.num_steps)
+
+    @property
+    def reference_sigmas(self) -> Tensor:
+        """The teacher's own ``num_steps``-step schedule: the unguided sampler from the same noise."""
+        return self._sigmas(self.num_steps, self.device)
+
+    def configure_optimizers(self):
+        raise RuntimeError("GuidedTeacher has nothing to train: evaluate it with `pdegen test`")
+
+    def _loss(self, batch: Tensor, generator: torch.Generator | None = None) -> Tensor:
+        """The teacher's EDM loss (the val/test loss)."""
+        return self.teacher._loss(batch, generator)
+
+    def physics(self, x: Tensor) -> Tensor:
+        """Per-sample R of normalised samples."""
+        return residual_loss(self.pde, self.normalizer.decode(x))
+
+    # ------------------------------------------------------------------ samplers
+    def _sigmas(self, num_steps: int, device: torch.device) -> Tensor:
+        return karras_sigmas(num_steps, self.sigma_min, self.sigma_max, self.rho, device=device)
+
+    def _diffusionpde(self, noise: Tensor, observed: Tensor | None = None, mask: Tensor | None = None) -> Tensor:
+        h = self.hparams
+        switch = h.pde_start * self.num_steps
+
+        def guidance(denoised: Tensor, i: int) -> Tensor:
+            late = i >= switch
+            loss = h.pde_weight * (self.physics(denoised) + 1e-30).sqrt() if late else denoised.new_zeros(len(denoised))
+            if observed is not None:
+                weight = h.observation_weight * (0.1 if late else 1.0)
+                loss = loss + weight * ((denoised - observed) * mask).flatten(1).norm(dim=1)
+            return loss
+
+        return guided_sample(self.denoiser, noise.double() * self.sigma_max, self._sigmas(self.num_steps, noise.device),
+                             guidance)
+
+    def _dflow(self, noise: Tensor, observed: Tensor | None = None, mask: Tensor | None = None,
+               hard: bool = False) -> Tensor:
+        h = self.hparams
+        sigmas = self._sigmas(h.dflow_steps, noise.device)
+
+        def solve(eps: Tensor) -> Tensor:
+            x = sample(self.denoiser, eps * self.sigma_max, sigmas, sampler="euler", enable_grad=True)
+            return impose(x, observed, mask) if hard else x
+
+        def objective(x: Tensor) -> Tensor:
+            loss = h.dflow_residual_weight * self.physics(x)
+            return loss if observed is None else loss + misfit(x, observed, mask)
+
+        result = optimize_noise(solve, noise.double(), objective, h.dflow_iterations, optimizer="lbfgs",
+                                lr=h.dflow_lr)
+        self.nfe = (result.evaluations + 1) * h.dflow_steps
+        return solve(result.noise).detach()
+
+    def generate_normalized(self, noise: Tensor) -> Tensor:
+        if self.method == "diffusionpde":
+            return self._diffusionpde(noise)
+        if self.method == "dflow":
+            return self._dflow(noise)
+        return sample(self.denoiser, noise.double() * self.sigma_max, self._sigmas(self.num_steps, noise.device),
+                      sampler="heun")
+
+    def generate_task_normalized(self, noise: Tensor, observed: Tensor, mask: Tensor, task: ObservationTask) -> Tensor:
+        observed = observed.double()
+        if self.method == "diffusionpde":
+            x = self._diffusionpde(noise, observed, mask)
+            return impose(x, observed, mask) if task.hard else x
+        if self.method == "dflow":
+            return self._dflow(noise, observed, mask, task.hard)
+        return super().generate_task_normalized(noise, observed, mask, task)
+
+    def task_nfe(self, task: ObservationTask) -> int:
+        if self.method == "heun":
+            return super().task_nfe(task)
+        return self.nfe

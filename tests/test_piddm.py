@@ -1,0 +1,251 @@
+"""PIDDM: residual loss, tasks, guidance and noise optimisation, the student and its baselines."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from pdegen.diffusion import GaussianDenoiser, guided_sample, karras_sigmas, optimize_noise, project_to_shell, sample
+from pdegen.metrics import PDEResidualNorm, residual_loss
+from pdegen.modules import DiffusionTeacher, GuidedTeacher, PIDDMStudent
+from pdegen.nets import UNet
+from pdegen.pdes import Burgers, Darcy, Poisson
+from pdegen.tasks import ObservationTask, impose, misfit, relative_error
+
+# --- the residual loss -------------------------------------------------------------------------------------
+
+
+def test_residual_loss_is_the_squared_relative_residual_norm_and_smooth_at_zero():
+    pde = Darcy(resolution=12)
+    x = pde.generate(3, torch.Generator().manual_seed(0))
+    noisy = x + 1e-3 * torch.randn(x.shape, generator=torch.Generator().manual_seed(1))
+    metric = PDEResidualNorm(pde)
+    metric.update(noisy[:1])
+    values = metric.compute()
+    assert residual_loss(pde, noisy[:1]).item() == pytest.approx(
+        values["interior_rel"].item() ** 2 + values["boundary_rel"].item() ** 2, rel=1e-10)
+    exact = x.clone().requires_grad_(True)  # zero boundary residual: a norm would have an infinite gradient
+    residual_loss(pde, exact).sum().backward()
+    assert torch.isfinite(exact.grad).all() and residual_loss(pde, x).max() < 1e-20
+
+
+def test_residual_loss_is_resolution_independent_for_a_smooth_field():
+    """The same continuous u with a fixed perturbation: the discrete norms converge, so the loss agrees."""
+    values = []
+    for resolution in (33, 65):
+        pde = Poisson(resolution=resolution)
+        xs, ys = pde.grid.meshgrid()
+        u = torch.sin(math.pi * xs) * torch.sin(2 * math.pi * ys)
+        f = -5 * math.pi**2 * u + 20.0 * xs * (1 - xs)  # a consistent source plus an O(1) defect
+        values.append(residual_loss(pde, torch.stack([f, u])[None]).item())
+    assert values[1] == pytest.approx(values[0], rel=0.1), "unweighted sums would differ 4×"
+
+
+# --- observation tasks -------------------------------------------------------------------------------------
+
+
+def test_task_masks():
+    pde = Darcy(resolution=10)
+    forward, inverse = ObservationTask("forward").mask(pde, 2), ObservationTask("inverse").mask(pde, 2)
+    assert forward[:, 0].all() and not forward[:, 1].any(), "forward observes the coefficient a"
+    assert torch.equal(inverse, ~forward)
+    reconstruction = ObservationTask("reconstruction", num_points=7, seed=3)
+    mask = reconstruction.mask(pde, 4)
+    assert (mask.flatten(2).sum(2) == 7).all(), "7 points per sample, in every channel"
+    assert torch.equal(mask[:, 0], mask[:, 1]) and not torch.equal(mask[0], mask[1])
+    assert torch.equal(mask, reconstruction.mask(pde, 4)), "seeded: every method sees the same points"
+    assert reconstruction.target(pde, 4).all()
+    burgers = ObservationTask("forward").mask(Burgers(resolution=8, num_times=5), 1)
+    assert burgers[0, 0, 0].all() and not burgers[0, 0, 1:].any(), "Burgers' input is its initial state"
+    with pytest.raises(ValueError, match="unknown task"):
+        ObservationTask("denoise")
+    with pytest.raises(ValueError, match="lower num_points"):
+        ObservationTask("reconstruction", num_points=101).mask(pde, 1)
+
+
+def test_task_objectives():
+    x, y = torch.zeros(2, 1, 3), torch.ones(2, 1, 3)
+    mask = torch.tensor([[[True, False, False]], [[True, True, True]]])
+    assert misfit(x, y, mask).tolist() == [1.0, 1.0]
+    assert torch.equal(impose(x, y, mask), mask.double())
+    truth = torch.tensor([[[3.0, 4.0]]])
+    assert relative_error(torch.zeros_like(truth), truth, torch.ones_like(truth, dtype=torch.bool)).item() == 1.0
+
+
+# --- guidance and noise optimisation -----------------------------------------------------------------------
+
+
+def test_guided_sample_without_guidance_is_heun_and_guidance_pulls_to_observations():
+    denoiser = GaussianDenoiser(torch.zeros(6, dtype=torch.float64), torch.ones(6, dtype=torch.float64))
+    x_T = 80 * torch.randn(5, 6, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    sigmas = karras_sigmas(12)
+    plain = guided_sample(denoiser, x_T, sigmas, lambda d, i: (0 * d).sum(1))
+    assert torch.allclose(plain, sample(denoiser, x_T, sigmas, sampler="heun"), atol=1e-12)
+    target, mask = torch.full((5, 6), 2.0, dtype=torch.float64), torch.zeros(5, 6, dtype=torch.bool)
+    mask[:, :2] = True
+    guided = guided_sample(denoiser, x_T, sigmas, lambda d, i: ((d - target) * mask).norm(dim=1))
+    assert misfit(guided, target, mask).mean() < 0.1 * misfit(plain, target, mask).mean()
+
+
+def test_optimize_noise_solves_a_least_squares_problem_and_keeps_noise_on_the_shell():
+    torch.manual_seed(0)
+    matrix = torch.randn(8, 8, dtype=torch.float64) + 4 * torch.eye(8, dtype=torch.float64)
+    target = torch.randn(3, 8, dtype=torch.float64)
+    solution = torch.linalg.solve(matrix, target.T).T
+    result = optimize_noise(lambda e: e @ matrix.T, torch.zeros(3, 8, dtype=torch.float64),
+                            lambda x: (x - target).square().sum(1), steps=50, optimizer="lbfgs")
+    assert torch.allclose(result.noise, solution, atol=1e-4) and result.evaluations >= 2
+    start = project_to_shell(torch.randn(3, 8, dtype=torch.float64))
+    adam = optimize_noise(lambda e: e, start, lambda x: x[:, 0], steps=5)
+    assert torch.allclose(adam.noise.norm(dim=1), torch.full((3,), math.sqrt(8), dtype=torch.float64))
+    assert (adam.noise[:, 0] < start[:, 0]).all() and adam.evaluations == 5
+    assert torch.allclose(project_to_shell(2 * start), project_to_shell(start))
+    with pytest.raises(ValueError, match="unknown noise optimizer"):
+        optimize_noise(lambda e: e, start, lambda x: x[:, 0], steps=1, optimizer="sgd")
+
+
+# --- the student -------------------------------------------------------------------------------------------
+
+
+def tiny_teacher(pde) -> DiffusionTeacher:
+    torch.manual_seed(0)
+    net = UNet(channels=pde.num_channels, base_channels=8, channel_mults=[1, 2])
+    torch.nn.init.normal_(net.conv_out.weight, std=0.1)
+    teacher = DiffusionTeacher(net, num_steps=4)
+    teacher.attach_pde(pde)
+    data = pde.generate(16, torch.Generator().manual_seed(0))
+    teacher.normalizer.set_stats(*teacher.normalizer.stats_of(data))
+    return teacher
+
+
+def student_for(pde, tmp_path, **kwargs) -> PIDDMStudent:
+    settings = {"num_pairs": 16, "num_val_pairs": 4, "teacher_steps": 4, "pair_dir": str(tmp_path)} | kwargs
+    student = PIDDMStudent(tiny_teacher(pde), **settings)
+    student.load_pairs(0)
+    return student
+
+
+def train(student: PIDDMStudent, steps: int, lr: float = 3e-3) -> PIDDMStudent:
+    optimizer = torch.optim.Adam(student.student.parameters(), lr=lr)
+    batch = torch.zeros(16, *student.sample_shape)
+    for step in range(steps):
+        optimizer.zero_grad()
+        student._loss(batch, torch.Generator().manual_seed(step)).backward()
+        optimizer.step()
+    return student.eval()
+
+
+def test_pairs_are_the_teachers_samples_cached_and_reused(tmp_path):
+    student = student_for(Darcy(resolution=8), tmp_path)
+    pairs = student._pairs
+    direct = student.reference_generate(pairs["noise"][:3].double(), "euler")
+    assert torch.allclose(pairs["sample"][:3].double(), direct, atol=1e-5)
+    files = list(tmp_path.glob("pairs_rank0_round0.h5"))
+    assert len(files) == 1
+    again = student_for(Darcy(resolution=8), tmp_path)
+    assert torch.equal(again._pairs["noise"], pairs["noise"]), "same settings: the cached pairs are reused"
+    other = student_for(Darcy(resolution=8), tmp_path, teacher_steps=5)
+    assert not torch.equal(other._pairs["sample"], pairs["sample"]), "other settings: regenerated"
+
+
+def test_zero_residual_weight_is_plain_distillation(tmp_path):
+    student = student_for(Darcy(resolution=8), tmp_path, residual_weight=0.0)
+    pairs = student._pairs
+    generator = torch.Generator().manual_seed(5)
+    loss = student._loss(torch.zeros(6, *student.sample_shape), generator)
+    index = torch.randint(0, 16, (6,), generator=torch.Generator().manual_seed(5))
+    expected = (student.d(pairs["noise"][index]) - pairs["sample"][index]).square().mean()
+    assert loss.item() == pytest.approx(expected.item(), rel=1e-6)
+    before = (student.d(pairs["noise"][:16]) - pairs["sample"][:16]).square().mean().item()
+    train(student.train(), 150)
+    with torch.no_grad():
+        after = (student.d(pairs["noise"][:16]) - pairs["sample"][:16]).square().mean().item()
+    assert after < 0.1 * before, "the student regresses the teacher's pairs"
+
+
+def test_the_residual_term_lowers_the_students_residual_below_the_teachers_on_poisson(tmp_path):
+    """Poisson's residual is linear in (f, u): λ_train trades data fit for physics monotonically."""
+    pde = Poisson(resolution=8)
+    residuals = {}
+    for weight in (0.0, 1.0, 10.0):
+        student = train(student_for(pde, tmp_path, residual_weight=weight), 120)
+        with torch.no_grad():
+            residuals[weight] = student.physics(student.d(student._pairs["noise"])).mean().item()
+    teacher = student.physics(student._pairs["sample"]).mean().item()
+    assert residuals[10.0] < residuals[1.0] < residuals[0.0], residuals
+    assert residuals[10.0] < 0.2 * teacher, (residuals, teacher)
+
+
+def test_students_samples_refinement_and_teacher_reference(tmp_path):
+    student = student_for(Darcy(resolution=8), tmp_path)
+    generator = torch.Generator().manual_seed(0)
+    one_step = student.sample(3, generator=generator)
+    noise = torch.randn(3, *student.sample_shape, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    assert torch.allclose(one_step, student.normalizer.decode(student.d(noise.float()).double()))
+    assert student.nfe == 1 and student.reference_nfe("heun") == 7
+    refined = student_for(Darcy(resolution=8), tmp_path, refine_steps=10, refine_lr=0.1)
+    polished = refined.sample(3, generator=torch.Generator().manual_seed(0))
+    assert refined.nfe == 11
+    assert residual_loss(refined.pde, polished).mean() < residual_loss(refined.pde, one_step).mean()
+
+
+@pytest.mark.parametrize("hard", [True, False])
+def test_student_tasks_honour_the_observations(tmp_path, hard):
+    pde = Darcy(resolution=8)
+    student = student_for(pde, tmp_path, task_steps=40, task_lr=0.1)
+    truth = pde.generate(2, torch.Generator().manual_seed(9))
+    task = ObservationTask("forward", hard=hard)
+    mask = task.mask(pde, 2)
+    observed = torch.where(mask, truth, torch.zeros_like(truth))
+    solution = student.solve_task(observed, mask, task, torch.Generator().manual_seed(0))
+    free = student.sample(2, generator=torch.Generator().manual_seed(0))
+    encode = student.normalizer.encode
+    if hard:
+        assert torch.allclose(solution[mask], truth[mask], atol=1e-5), "the observations hold exactly"
+    else:
+        fitted, unfitted = (misfit(encode(x), encode(truth), mask).mean() for x in (solution, free))
+        assert fitted < 0.5 * unfitted
+    assert student.task_nfe(task) == 41
+
+
+def test_bad_student_arguments(tmp_path):
+    teacher = tiny_teacher(Darcy(resolution=8))
+    with pytest.raises(ValueError, match="residual_weight must be >= 0"):
+        PIDDMStudent(teacher, residual_weight=-1)
+    with pytest.raises(ValueError, match="num_pairs must be an integer >= 1"):
+        PIDDMStudent(teacher, num_pairs=0)
+    with pytest.raises(ValueError, match="unknown sampler"):
+        PIDDMStudent(teacher, teacher_sampler="rk4")
+    with pytest.raises(ValueError, match="differs from the teacher's"):
+        PIDDMStudent(teacher).attach_pde(Darcy(resolution=8, a_high=10.0))
+
+
+# --- the baselines -----------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("method", ["heun", "diffusionpde", "dflow"])
+def test_guided_teacher_samples_and_tasks(method):
+    pde = Poisson(resolution=8)
+    teacher = tiny_teacher(pde)
+    guided = GuidedTeacher(teacher, method=method, num_steps=4, pde_start=0.5, dflow_steps=3, dflow_iterations=4)
+    samples = guided.sample(2, generator=torch.Generator().manual_seed(0))
+    plain = teacher.sample(2, generator=torch.Generator().manual_seed(0))
+    assert samples.shape == plain.shape and torch.isfinite(samples).all()
+    if method == "heun":
+        assert torch.allclose(samples, plain), "the teacher alone"
+        with pytest.raises(NotImplementedError, match="does not solve observation tasks"):
+            guided.solve_task(plain, torch.ones_like(plain, dtype=torch.bool), ObservationTask())
+        return
+    assert residual_loss(pde, samples).mean() < residual_loss(pde, plain).mean(), "guided towards the PDE"
+    truth = pde.generate(2, torch.Generator().manual_seed(4))
+    task = ObservationTask("inverse", hard=True)
+    mask = task.mask(pde, 2)
+    solution = guided.solve_task(torch.where(mask, truth, 0 * truth), mask, task, torch.Generator().manual_seed(0))
+    assert torch.allclose(solution[mask], truth[mask], atol=1e-10)
+    assert guided.task_nfe(task) >= 3
+    with pytest.raises(RuntimeError, match="nothing to train"):
+        guided.configure_optimizers()
+    with pytest.raises(ValueError, match="unknown method"):
+        GuidedTeacher(teacher, method="dps")

@@ -1,0 +1,99 @@
+"""PIDDM through the CLI: every student and baseline config on a tiny teacher, and the whole workflow."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from pdegen.cli import main
+from pdegen.modules import GuidedTeacher, PIDDMStudent
+
+ROOT = Path(__file__).resolve().parents[1]
+PDE = "--data.init_args.pde.init_args"
+FAMILIES = {family: [f"{PDE}.resolution=24"] for family in ("darcy", "poisson", "helmholtz")}  # > 500 points
+FAMILIES["burgers"] = [f"{PDE}.resolution=32", f"{PDE}.num_times=16"]
+QUICKSTART = str(ROOT / "lightning_configs/quickstart/darcy.yaml")
+QUICKSTART_PIDDM = str(ROOT / "lightning_configs/quickstart/piddm_darcy.yaml")
+SMALL_DATA = ["--data.init_args.num_samples=12", "--data.init_args.batch_size=4", "--trainer.accelerator=cpu",
+              "--trainer.enable_progress_bar=false"]
+FEW_PAIRS = ["--model.init_args.num_pairs=4", "--model.init_args.num_val_pairs=2", "--model.init_args.teacher_steps=2"]
+CHEAP_GUIDANCE = ["--model.init_args.num_steps=3", "--model.init_args.dflow_steps=2",
+                  "--model.init_args.dflow_iterations=2"]
+
+
+def tiny_teacher(family: str) -> Path:
+    """A one-step teacher of the family's teacher config with a small backbone and grid; its checkpoint."""
+    net = "--model.init_args.net.init_args"
+    cli = main(["fit", "--config", str(ROOT / f"lightning_configs/teacher/{family}.yaml"), "--trainer.max_steps=1",
+                "--trainer.limit_val_batches=0", *SMALL_DATA, *FAMILIES[family], f"{net}.base_channels=8",
+                f"{net}.num_res_blocks=1"])
+    return Path(cli.trainer.checkpoint_callback.last_model_path)
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_every_family_distils_and_runs_its_baselines(family, workdir):
+    checkpoint = tiny_teacher(family)
+    config = str(ROOT / f"lightning_configs/piddm/{family}.yaml")
+    cli = main(["fit", "--config", config, "--trainer.fast_dev_run=true", f"--model.init_args.teacher={checkpoint}",
+                *FEW_PAIRS, *SMALL_DATA, *FAMILIES[family]])
+    assert isinstance(cli.model, PIDDMStudent) and cli.trainer.global_step == 1 and cli.model.nfe == 1
+    assert (workdir / f"runs/piddm_{family}/pairs/pairs_rank0_round0.h5").is_file()
+
+    guided = str(ROOT / f"lightning_configs/piddm/{family}_guided.yaml")
+    for method in ("diffusionpde", "dflow"):
+        test = main(["test", "--config", guided, f"--model.init_args.teacher={checkpoint}",
+                     f"--model.init_args.method={method}", f"--trainer.default_root_dir=runs/{method}",
+                     *CHEAP_GUIDANCE, *SMALL_DATA, *FAMILIES[family], "--data.init_args.num_samples=40"])
+        assert isinstance(test.model, GuidedTeacher)
+        for task in ("forward", "inverse", "reconstruction"):
+            summary = json.loads((workdir / f"runs/{method}/task_{task}.json").read_text())
+            assert summary["metrics"]["nfe"] >= 2 and summary["module"] == "GuidedTeacher"
+        metrics = json.loads((workdir / f"runs/{method}/metrics.json").read_text())["metrics"]
+        assert "gen/residual_interior_rel" in metrics
+
+
+def test_pidm_teacher_config_trains_with_the_residual_term(workdir):
+    cli = main(["fit", "--config", str(ROOT / "lightning_configs/piddm/darcy_pidm.yaml"), "--trainer.fast_dev_run=true",
+                "--data.init_args.pde.init_args.resolution=16", "--model.init_args.net.init_args.base_channels=8",
+                *SMALL_DATA])
+    assert cli.model.hparams.residual_weight > 0
+    assert {"train/edm_loss", "train/residual_loss"} <= set(cli.trainer.callback_metrics)
+
+
+TINY = ["--data.init_args.pde.init_args.resolution=24", "--data.init_args.num_samples=40",
+        "--data.init_args.batch_size=8", "--trainer.max_epochs=2", "--trainer.limit_train_batches=2",
+        "--trainer.check_val_every_n_epoch=1", "--trainer.enable_progress_bar=false"]
+TINY_TEACHER = [*TINY, "--model.init_args.net.init_args.base_channels=8", "--model.init_args.num_steps=4",
+                "--trainer.callbacks.init_args.num_samples=8"]
+TINY_STUDENT = [*TINY, "--model.init_args.teacher=runs/quickstart/checkpoints/last.ckpt",
+                "--model.init_args.num_pairs=16", "--model.init_args.num_val_pairs=4",
+                "--model.init_args.teacher_steps=3", "--model.init_args.task_steps=3"]
+
+
+def test_teacher_to_piddm_student_workflow_tasks_report_and_reload(workdir):
+    main(["fit", "--config", QUICKSTART, *TINY_TEACHER])
+    cli = main(["fit", "--config", QUICKSTART_PIDDM, *TINY_STUDENT])
+    assert {"train/data_loss", "train/residual_loss", "val/data_loss"} <= set(cli.trainer.callback_metrics)
+
+    last = workdir / "runs/quickstart_piddm/checkpoints/last.ckpt"
+    loaded = PIDDMStudent.load_from_checkpoint(last, map_location="cpu")
+    first = loaded.sample(3, generator=torch.Generator().manual_seed(1))
+    in_memory = cli.model.to("cpu").sample(3, generator=torch.Generator().manual_seed(1))
+    assert torch.allclose(first, in_memory, atol=1e-5), "last.ckpt holds the (EMA) student the fit ended with"
+
+    main(["test", "--config", QUICKSTART_PIDDM, *TINY_STUDENT, "--ckpt_path", "last"])
+    report = workdir / "runs/quickstart_piddm/report"
+    metrics = json.loads((report / "metrics.json").read_text())["metrics"]
+    assert metrics["nfe"] == 1 and metrics["teacher_heun/nfe"] == 5 and metrics["teacher_euler/nfe"] == 3
+    for task, channel in (("forward", "u"), ("inverse", "a"), ("reconstruction", "u")):
+        task_metrics = json.loads((report / f"task_{task}.json").read_text())["metrics"]
+        assert task_metrics["nfe"] == 4 and 0 < task_metrics[f"rel_l2/{channel}"] < 10
+        assert (report / f"task_{task}.png").stat().st_size > 10_000
+    assert "rel_l2/a" not in json.loads((report / "task_forward.json").read_text())["metrics"], "a is observed"
+
+    refined = main(["test", "--config", QUICKSTART_PIDDM, *TINY_STUDENT, "--ckpt_path", "last",
+                    "--model.init_args.refine_steps=2", "--trainer.default_root_dir=runs/refined"])
+    assert refined.model.nfe == 3
