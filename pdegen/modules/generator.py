@@ -17,6 +17,7 @@ import torch
 from torch import Tensor
 
 from pdegen import __version__
+from pdegen.metrics import residual_loss
 from pdegen.pdes import PDE, get_pde
 from pdegen.tasks import ObservationTask
 from pdegen.transforms import ChannelNormalizer
@@ -78,6 +79,24 @@ class GeneratorMixin:
     def _loss(self, batch: Tensor, generator: torch.Generator | None = None) -> Tensor:
         """The module's scalar training loss on a physical-unit batch; ``generator`` fixes its draws."""
         raise NotImplementedError
+
+    def physics_loss(self, x: Tensor) -> Tensor:
+        """Per-sample :func:`~pdegen.metrics.residual_loss` ``(B,)`` of normalised samples, decoded to
+        physical units (the residual itself in float64); differentiable. The residual term of PIDM,
+        PIDDM and the guided baselines."""
+        if self.pde is None:
+            raise RuntimeError(f"{type(self).__name__}: the residual loss needs the PDE attached: fit with a "
+                               "DataModule that has a `pde`, or call attach_pde(pde)")
+        return residual_loss(self.pde, self.normalizer.decode(x))
+
+    def log_loss_terms(self, batch_size: int, **terms: Tensor) -> None:
+        """Log each term of a loss as ``<stage>/<name>`` (train, val or test) when a trainer runs this module's
+        step (not when another module calls its loss, as GuidedTeacher does with its teacher's)."""
+        if self._trainer is None or self._current_fx_name is None:
+            return
+        stage = "train" if self.training else ("test" if self.trainer.testing else "val")
+        self.log_dict({f"{stage}/{name}": value.detach().float() for name, value in terms.items()},
+                      batch_size=batch_size)
 
     def on_fit_start(self) -> None:
         self._seed_base = torch.initial_seed()  # seed_everything's seed, the same on every rank

@@ -10,7 +10,6 @@ import torch
 from torch import Tensor, nn
 
 from pdegen.diffusion import guided_sample, karras_sigmas, optimize_noise, sample, sampler_nfe
-from pdegen.metrics import residual_loss
 from pdegen.modules.frozen_teacher import TeacherMixin
 from pdegen.modules.generator import GeneratorMixin
 from pdegen.tasks import ObservationTask, impose, misfit
@@ -73,10 +72,6 @@ class GuidedTeacher(TeacherMixin, GeneratorMixin, L.LightningModule):
         """The teacher's EDM loss (the val/test loss)."""
         return self.teacher._loss(batch, generator)
 
-    def physics(self, x: Tensor) -> Tensor:
-        """Per-sample R of normalised samples."""
-        return residual_loss(self.pde, self.normalizer.decode(x))
-
     # ------------------------------------------------------------------ samplers
     def _sigmas(self, num_steps: int, device: torch.device) -> Tensor:
         return karras_sigmas(num_steps, self.sigma_min, self.sigma_max, self.rho, device=device)
@@ -87,7 +82,9 @@ class GuidedTeacher(TeacherMixin, GeneratorMixin, L.LightningModule):
 
         def guidance(denoised: Tensor, i: int) -> Tensor:
             late = i >= switch
-            loss = h.pde_weight * (self.physics(denoised) + 1e-30).sqrt() if late else denoised.new_zeros(len(denoised))
+            loss = denoised.new_zeros(len(denoised))
+            if late:
+                loss = h.pde_weight * (self.physics_loss(denoised) + 1e-30).sqrt()
             if observed is not None:
                 weight = h.observation_weight * (0.1 if late else 1.0)
                 loss = loss + weight * ((denoised - observed) * mask).flatten(1).norm(dim=1)
@@ -106,7 +103,7 @@ class GuidedTeacher(TeacherMixin, GeneratorMixin, L.LightningModule):
             return impose(x, observed, mask) if hard else x
 
         def objective(x: Tensor) -> Tensor:
-            loss = h.dflow_residual_weight * self.physics(x)
+            loss = h.dflow_residual_weight * self.physics_loss(x)
             return loss if observed is None else loss + misfit(x, observed, mask)
 
         result = optimize_noise(solve, noise.double(), objective, h.dflow_iterations, optimizer="lbfgs",
@@ -119,8 +116,7 @@ class GuidedTeacher(TeacherMixin, GeneratorMixin, L.LightningModule):
             return self._diffusionpde(noise)
         if self.method == "dflow":
             return self._dflow(noise)
-        return sample(self.denoiser, noise.double() * self.sigma_max, self._sigmas(self.num_steps, noise.device),
-                      sampler="heun")
+        return self.reference_generate(noise, "heun")
 
     def generate_task_normalized(self, noise: Tensor, observed: Tensor, mask: Tensor, task: ObservationTask) -> Tensor:
         observed = observed.double()

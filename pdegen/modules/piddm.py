@@ -18,7 +18,6 @@ from tqdm.auto import tqdm
 
 from pdegen.diffusion import EDMPreconditioner, karras_sigmas, optimize_noise, sampler_nfe
 from pdegen.io import read_arrays, write_arrays_atomic
-from pdegen.metrics import residual_loss
 from pdegen.modules.frozen_teacher import TeacherMixin
 from pdegen.modules.generator import GeneratorMixin
 from pdegen.tasks import ObservationTask, impose, misfit
@@ -96,10 +95,6 @@ class PIDDMStudent(TeacherMixin, GeneratorMixin, L.LightningModule):
     def d(self, noise: Tensor) -> Tensor:
         """d_θ(ε): one network evaluation from unit noise to a normalised sample (ε's dtype)."""
         return self.student(noise * self.sigma_max, self.sigma_max)
-
-    def physics(self, x: Tensor) -> Tensor:
-        """Per-sample R of normalised samples (the residual loss in physical units)."""
-        return residual_loss(self.pde, self.normalizer.decode(x))
 
     # ------------------------------------------------------------------ teacher pairs
     @property
@@ -181,10 +176,8 @@ class PIDDMStudent(TeacherMixin, GeneratorMixin, L.LightningModule):
         noise, target = self._pairs["noise"][index], self._pairs["sample"][index]
         prediction = self.d(noise)
         data = (prediction - target).square().flatten(1).mean(1).mean()
-        physics = self.physics(prediction).mean()
-        stage = "train" if self.training else "val"
-        if self._trainer is not None:
-            self.log_dict({f"{stage}/data_loss": data, f"{stage}/residual_loss": physics}, batch_size=len(index))
+        physics = self.physics_loss(prediction).mean()
+        self.log_loss_terms(len(index), data_loss=data, residual_loss=physics)
         return data + self.residual_weight * physics.to(data.dtype)
 
     # ------------------------------------------------------------------ sampling and tasks
@@ -193,7 +186,7 @@ class PIDDMStudent(TeacherMixin, GeneratorMixin, L.LightningModule):
         h = self.hparams
         noise = noise.float()
         if h.refine_steps:
-            noise = optimize_noise(self.d, noise, lambda x: h.refine_weight * self.physics(x), h.refine_steps,
+            noise = optimize_noise(self.d, noise, lambda x: h.refine_weight * self.physics_loss(x), h.refine_steps,
                                    lr=h.refine_lr).noise
         return self.d(noise).double()
 
@@ -204,7 +197,7 @@ class PIDDMStudent(TeacherMixin, GeneratorMixin, L.LightningModule):
         complete = (lambda e: impose(self.d(e), observed, mask)) if task.hard else self.d
 
         def objective(x: Tensor) -> Tensor:
-            return misfit(x, observed, mask) + h.task_residual_weight * self.physics(x).to(x.dtype)
+            return misfit(x, observed, mask) + h.task_residual_weight * self.physics_loss(x).to(x.dtype)
 
         noise = optimize_noise(complete, noise.float(), objective, h.task_steps, lr=h.task_lr).noise
         return complete(noise).double()

@@ -10,7 +10,6 @@ from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
 from torch import Tensor, nn
 
 from pdegen.diffusion import EDMPreconditioner, edm_loss_terms, karras_sigmas, sample, sampler_nfe
-from pdegen.metrics import residual_loss
 from pdegen.modules.generator import GeneratorMixin
 
 
@@ -66,26 +65,11 @@ class DiffusionTeacher(GeneratorMixin, L.LightningModule):
                                generator=generator)
         edm = terms.loss.mean()
         if self.residual_weight == 0:
-            self._log_train_terms(batch.shape[0], edm_loss=edm)
+            self.log_loss_terms(batch.shape[0], edm_loss=edm)
             return edm
-        residual = self.denoised_residual(terms.denoised).mean()
-        self._log_train_terms(batch.shape[0], edm_loss=edm, residual_loss=residual)
+        residual = self.physics_loss(terms.denoised).mean()
+        self.log_loss_terms(batch.shape[0], edm_loss=edm, residual_loss=residual)
         return edm + self.residual_weight * residual.to(edm.dtype)
-
-    def denoised_residual(self, denoised: Tensor) -> Tensor:
-        """Per-sample :func:`~pdegen.metrics.residual_loss` (B,) of a normalised denoised estimate,
-        decoded to physical units in float64; differentiable."""
-        if self.pde is None:
-            raise RuntimeError("the PIDM residual (residual_weight > 0) needs the PDE attached to the teacher: fit it "
-                               "with a DataModule that has a `pde`, or call attach_pde(pde)")
-        return residual_loss(self.pde, self.normalizer.decode(denoised.double()))
-
-    def _log_train_terms(self, batch_size: int, **terms: Tensor) -> None:
-        """Log each loss term as ``train/<name>`` during a training step (not in evaluation or outside a fit)."""
-        if self._trainer is None or not self.training:
-            return
-        for name, value in terms.items():
-            self.log(f"train/{name}", value.detach().float(), batch_size=batch_size)
 
     # ------------------------------------------------------------------ sampling
     def generate_normalized(self, noise: Tensor) -> Tensor:
