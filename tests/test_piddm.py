@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -166,16 +167,19 @@ def test_zero_residual_weight_is_plain_distillation(tmp_path):
 
 
 def test_the_residual_term_lowers_the_students_residual_below_the_teachers_on_poisson(tmp_path):
-    """Poisson's residual is linear in (f, u): λ_train trades data fit for physics monotonically."""
+    """Poisson's residual is linear in (f, u): λ_train trades data fit for physics monotonically.
+    (Over λ where the data term still competes: beyond λ ≈ 1 the residual reaches this tiny net's
+    optimisation floor, ~0.05-0.1, and the order among larger λ is noise. Here the margins are
+    ~8×, steady from 120 to 300 steps and lr 1e-3 to 3e-3.)"""
     pde = Poisson(resolution=8)
     residuals = {}
-    for weight in (0.0, 1.0, 10.0):
-        student = train(student_for(pde, tmp_path, residual_weight=weight), 120)
+    for weight in (0.0, 0.1, 1.0):
+        student = train(student_for(pde, tmp_path, residual_weight=weight), 200)
         with torch.no_grad():
             residuals[weight] = student.physics_loss(student.d(student._pairs["noise"])).mean().item()
     teacher = student.physics_loss(student._pairs["sample"]).mean().item()
-    assert residuals[10.0] < residuals[1.0] < residuals[0.0], residuals
-    assert residuals[10.0] < 0.2 * teacher, (residuals, teacher)
+    assert residuals[1.0] < residuals[0.1] < residuals[0.0], residuals
+    assert residuals[1.0] < 0.2 * teacher, (residuals, teacher)
 
 
 def test_students_samples_refinement_and_teacher_reference(tmp_path):
@@ -210,6 +214,21 @@ def test_student_tasks_honour_the_observations(tmp_path, hard):
     assert student.task_nfe(task) == 41
 
 
+def test_residual_warmup_ramps_the_weight_from_plain_distillation(tmp_path):
+    student = student_for(Darcy(resolution=8), tmp_path, residual_weight=4.0, residual_warmup_steps=8)
+    batch = torch.zeros(6, *student.sample_shape)
+    plain = student_for(Darcy(resolution=8), tmp_path, residual_weight=0.0)
+    first = student.train()._loss(batch, torch.Generator().manual_seed(3))
+    assert first.item() == pytest.approx(plain.train()._loss(batch, torch.Generator().manual_seed(3)).item())
+    steps = []
+    for step in (2, 8, 20):
+        student._trainer = SimpleNamespace(global_step=step)
+        steps.append(student.current_residual_weight)
+    student._trainer = None
+    assert steps == [1.0, 4.0, 4.0], "linear ramp to λ_train over the warm-up, then constant"
+    assert student.eval().current_residual_weight == 4.0, "validation and test use the full weight"
+
+
 def test_bad_student_arguments(tmp_path):
     teacher = tiny_teacher(Darcy(resolution=8))
     with pytest.raises(ValueError, match="residual_weight must be >= 0"):
@@ -218,6 +237,8 @@ def test_bad_student_arguments(tmp_path):
         PIDDMStudent(teacher, num_pairs=0)
     with pytest.raises(ValueError, match="unknown sampler"):
         PIDDMStudent(teacher, teacher_sampler="rk4")
+    with pytest.raises(ValueError, match="residual_warmup_steps must be >= 0"):
+        PIDDMStudent(teacher, residual_warmup_steps=-1)
     with pytest.raises(ValueError, match="differs from the teacher's"):
         PIDDMStudent(teacher).attach_pde(Darcy(resolution=8, a_high=10.0))
 

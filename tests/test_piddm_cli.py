@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from pdegen.cli import main
+from pdegen.io import read_arrays
 from pdegen.modules import GuidedTeacher, PIDDMStudent
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -93,6 +94,16 @@ def test_teacher_to_piddm_student_workflow_tasks_report_and_reload(workdir):
         assert task_metrics["nfe"] == 4 and 0 < task_metrics[f"rel_l2/{channel}"] < 10
         assert (report / f"task_{task}.png").stat().st_size > 10_000
     assert "rel_l2/a" not in json.loads((report / "task_forward.json").read_text())["metrics"], "a is observed"
+
+    for path in report.glob("task_*.h5"):  # written by the test run; pdegen predict writes them again
+        path.unlink()
+    main(["predict", "--config", QUICKSTART_PIDDM, *TINY_STUDENT, "--ckpt_path", "last"])
+    arrays, meta = read_arrays(report / "task_inverse.h5")
+    assert arrays["solution"].shape == arrays["truth"].shape == (meta["num_samples"], 2, 24, 24)
+    assert meta["metrics"]["nfe"] == 4 and meta["task"]["name"] == "inverse"
+    mask = arrays["mask"]
+    assert mask[:, 1].all() and not mask[:, 0].any(), "inverse: u observed, a sought"
+    assert torch.equal(arrays["observed"][mask], arrays["truth"][mask]) and not arrays["observed"][~mask].any()
 
     refined = main(["test", "--config", QUICKSTART_PIDDM, *TINY_STUDENT, "--ckpt_path", "last",
                     "--model.init_args.refine_steps=2", "--trainer.default_root_dir=runs/refined"])

@@ -12,15 +12,15 @@ from lightning.pytorch.utilities import rank_zero_only
 from torch import Tensor
 
 from pdegen.benchmarking import best_time
-from pdegen.io import write_text_atomic
+from pdegen.io import write_arrays_atomic, write_text_atomic
 from pdegen.metrics import PDEResidualNorm
 from pdegen.plotting import sample_figure, save_figure
 from pdegen.tasks import ObservationTask, relative_error
 
 
 class TaskCallback(Callback):
-    """At the end of the test epoch, take up to ``num_samples`` held-out samples from the test
-    batches, observe them as ``task`` says (:class:`~pdegen.tasks.ObservationTask`: forward, inverse
+    """At the end of the test (or predict) epoch, take up to ``num_samples`` held-out samples from the
+    loop's batches, observe them as ``task`` says (:class:`~pdegen.tasks.ObservationTask`: forward, inverse
     or reconstruction; hard or soft), let the module complete them (``pl_module.solve_task``) and log
     ``test/task_<name>/...``:
 
@@ -31,8 +31,11 @@ class TaskCallback(Callback):
     - ``observed_rmse``: the RMS misfit at the observed entries (normalised units; 0 for a hard task);
     - ``nfe`` and ``seconds_per_sample``.
 
-    Writes ``task_<name>.json`` and ``task_<name>.png`` (solutions beside the ground truth, with
-    residual maps) to ``output_dir`` (default: the trainer's log dir).
+    Writes ``task_<name>.json``, ``task_<name>.png`` (solutions beside the ground truth, with
+    residual maps) and ``task_<name>.h5`` (datasets ``solution``, ``truth``, ``observed``, ``mask``:
+    physical units, ``(N, C, *grid)``; the JSON summary in the ``meta`` attribute) to ``output_dir``
+    (default: the trainer's log dir). Under ``pdegen predict`` (the test split) the same files are
+    written and nothing is logged.
     """
 
     def __init__(self, task: str = "forward", num_points: int = 500, hard: bool = False, num_samples: int = 16,
@@ -49,12 +52,17 @@ class TaskCallback(Callback):
     def on_test_epoch_start(self, trainer, pl_module) -> None:
         self._truth = []
 
+    on_predict_epoch_start = on_test_epoch_start
+
     def on_test_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0) -> None:
         have = sum(len(t) for t in self._truth)
         if have < self.num_samples:
             self._truth.append(batch[: self.num_samples - have].detach().double())
-        if batch_idx == trainer.num_test_batches[dataloader_idx] - 1:
+        batches = trainer.num_test_batches if trainer.testing else trainer.num_predict_batches
+        if batch_idx == batches[dataloader_idx] - 1:
             self._evaluate(trainer, pl_module, torch.cat(self._truth))
+
+    on_predict_batch_end = on_test_batch_end
 
     def _evaluate(self, trainer: L.Trainer, pl_module: L.LightningModule, truth: Tensor) -> None:
         pde, task, n = pl_module.pde, self.task, len(truth)
@@ -78,18 +86,22 @@ class TaskCallback(Callback):
         encode = pl_module.normalizer.to(truth.device).encode
         gap = (encode(solution) - encode(truth)).square()[mask]
         results["observed_rmse"] = float(gap.mean().sqrt()) if gap.numel() else 0.0
-        for key, value in results.items():
-            pl_module.log(f"test/{prefix}/{key}", value, batch_size=1, sync_dist=False)
+        if trainer.testing:
+            for key, value in results.items():
+                pl_module.log(f"test/{prefix}/{key}", value, batch_size=1, sync_dist=False)
         self.last_results = results
-        self._write(trainer, pl_module, results, solution, truth)
+        self._write(trainer, pl_module, results, {"solution": solution, "truth": truth, "observed": observed,
+                                                  "mask": mask})
 
     @rank_zero_only
-    def _write(self, trainer, pl_module, results: dict[str, float], solution: Tensor, truth: Tensor) -> None:
+    def _write(self, trainer, pl_module, results: dict[str, float], arrays: dict[str, Tensor]) -> None:
         out = Path(self.output_dir or trainer.log_dir or trainer.default_root_dir)
         name = f"task_{self.task.name}"
+        solution, truth = arrays["solution"], arrays["truth"]
         summary = {"task": vars(self.task), "module": type(pl_module).__name__, "pde": pl_module.pde.describe(),
                    "num_samples": len(truth), "metrics": results}
         write_text_atomic(out / f"{name}.json", json.dumps(summary, indent=2))
+        write_arrays_atomic(out / f"{name}.h5", arrays, summary)
         pde = pl_module.pde
         if pde.grid.ndim == 2 and self.num_figure_samples:
             k = self.num_figure_samples

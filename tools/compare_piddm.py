@@ -1,0 +1,327 @@
+"""PIDDM against its baselines on the same teacher, data and test set: the paper-style table.
+
+    python tools/compare_piddm.py --scale cpu                      # Darcy, Poisson, Helmholtz, Burgers on 2 CPU cores
+    python tools/compare_piddm.py --scale gpu --families darcy     # the lightning_configs as they are, on a GPU
+
+For each family, with ``pdegen fit`` / ``pdegen test`` (``pdegen.cli.main``) on the family's configs:
+
+1. train the diffusion teacher (``teacher/<family>.yaml``), the PIDM teacher (``piddm/<family>_pidm.yaml``,
+   residual of the posterior mean in the loss) and the PIDDM student of the teacher (``piddm/<family>.yaml``);
+2. test every method with the same callbacks on the same held-out samples, at the same sampling batch size:
+   the teacher alone (Heun), DiffusionPDE guidance, D-Flow, PIDM (Heun), PIDDM-1 and PIDDM-ref;
+3. gather residual, MMSE/SMSE, forward / inverse / reconstruction relative L2, NFE and time per sample
+   into ``compare.md``, ``compare.json`` and ``compare.png`` in ``--out``.
+
+``--scale gpu`` runs the configs as committed (sized for one GPU; hours per family). ``--scale cpu``
+runs the same configs shrunk by :data:`CPU_SCALE` (32² grids, 640 samples, a base-32 U-Net, 30 epochs,
+384 PIDDM pairs from the teacher's 50-step Euler sampler, fewer evaluation samples). The configs actually
+run are written to ``<out>/<family>/configs/`` so every number can be reproduced with ``pdegen`` alone.
+Stages whose outputs exist are reused (``--force`` redoes them), so an interrupted run continues.
+
+The PIDDM-1 test run also samples the teacher with Heun (N_s steps, the pairs' schedule) from the same
+noise, at the same batch size: the Darcy targets (residual at most 1/5 of the teacher's, MMSE/SMSE within
+1.5×, at least 50× faster) are checked on that one run and printed under the table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from pdegen.io import write_text_atomic
+
+ROOT = Path(__file__).resolve().parents[1]
+FAMILIES = ("darcy", "poisson", "helmholtz", "burgers")
+METHODS = {  # label -> (how it is tested, the trained model it needs)
+    "teacher (Heun)": "teacher", "DiffusionPDE": "teacher", "D-Flow": "teacher", "PIDM (Heun)": "pidm",
+    "PIDDM-1": "piddm", "PIDDM-ref": "piddm",
+}
+TASKS = ("forward", "inverse", "reconstruction")
+
+# How --scale cpu shrinks the (GPU-sized) configs; everything not named here is kept.
+CPU_SCALE: dict[str, Any] = {
+    "accelerator": "cpu",
+    "pde": {"darcy": {"resolution": 32}, "poisson": {"resolution": 32}, "helmholtz": {"resolution": 32},
+            "burgers": {"resolution": 32, "num_times": 32}},
+    "data": {"num_samples": 640, "batch_size": 32, "num_workers": 0},
+    "net": {"base_channels": 32, "channel_mults": [1, 2, 2], "num_res_blocks": 1, "dropout": 0.0},
+    "teacher": {"max_epochs": 30, "lr": 2e-3, "ema_decay": 0.99},
+    "student": {"max_epochs": 30, "lr": 3e-4, "ema_decay": 0.99, "num_pairs": 384, "num_val_pairs": 32,
+                "teacher_steps": 50, "task_steps": 100, "residual_warmup_steps": 240},
+    "refine_steps": 10,
+    "dflow": {"dflow_iterations": 5},
+    "eval": {"num_samples": 32, "task_samples": 8, "sample_batch_size": 32},
+}
+GPU_REFINE_STEPS = 20
+
+
+# ---------------------------------------------------------------------------------------- configs
+def callbacks(config: dict, name: str) -> list[dict]:
+    """The trainer callbacks of class ``name`` (their dicts, to edit in place)."""
+    return [c for c in config["trainer"].get("callbacks", []) if c["class_path"].rsplit(".", 1)[-1] == name]
+
+
+def set_callback_args(config: dict, name: str, **args: Any) -> None:
+    for callback in callbacks(config, name):
+        callback.setdefault("init_args", {}).update(args)
+
+
+def retarget(config: dict, root: Path) -> dict:
+    """Send every output of ``config`` (logs, checkpoints, reports) under ``root``."""
+    trainer = config["trainer"]
+    trainer["default_root_dir"] = str(root)
+    if isinstance(trainer.get("logger"), dict):
+        trainer["logger"].setdefault("init_args", {})["save_dir"] = str(root)
+    set_callback_args(config, "ModelCheckpoint", dirpath=str(root / "checkpoints"))
+    for name in ("PDEResidualCallback", "TaskCallback"):
+        set_callback_args(config, name, output_dir=str(root / "report"))
+    return config
+
+
+def shrink(config: dict, family: str, kind: str) -> dict:
+    """Apply :data:`CPU_SCALE` to a config of ``kind`` teacher / student / eval."""
+    s, trainer, model = CPU_SCALE, config["trainer"], config["model"]["init_args"]
+    trainer["accelerator"] = s["accelerator"]
+    data = config["data"]["init_args"]
+    data.update(s["data"])
+    data["pde"].setdefault("init_args", {}).update(s["pde"][family])
+    if "net" in model:
+        model["net"]["init_args"].update(s["net"])
+    if kind in ("teacher", "student"):
+        stage = s[kind]
+        trainer.update(max_epochs=stage["max_epochs"], check_val_every_n_epoch=stage["max_epochs"],
+                       log_every_n_steps=10)
+        model["optimizer"]["init_args"]["lr"] = stage["lr"]
+        set_callback_args(config, "EMAWeightAveraging", decay=stage["ema_decay"])
+        set_callback_args(config, "PDEResidualCallback", every_n_epochs=stage["max_epochs"])
+        model.update({k: v for k, v in stage.items() if k not in ("max_epochs", "lr", "ema_decay")})
+    model["sample_batch_size"] = s["eval"]["sample_batch_size"]
+    set_callback_args(config, "PDEResidualCallback", num_samples=s["eval"]["num_samples"])
+    set_callback_args(config, "TaskCallback", num_samples=s["eval"]["task_samples"])
+    return config
+
+
+class Family:
+    """The trained models and the test runs of one PDE family under ``out/<family>``."""
+
+    def __init__(self, family: str, scale: str, out: Path, force: bool) -> None:
+        self.family, self.scale, self.root, self.force = family, scale, out / family, force
+
+    def config(self, name: str, kind: str, run: str, **model_args: Any) -> Path:
+        """Write the config ``lightning_configs/<name>.yaml`` for run ``run`` (scaled, retargeted); its path."""
+        config = yaml.safe_load((ROOT / "lightning_configs" / f"{name}.yaml").read_text())
+        config = retarget(copy.deepcopy(config), self.root / run)
+        if self.scale == "cpu":
+            config = shrink(config, self.family, kind)
+        config["model"]["init_args"].update(model_args)
+        path = self.root / "configs" / f"{run.replace('/', '_')}.yaml"
+        write_text_atomic(path, yaml.safe_dump(config, sort_keys=False))
+        return path
+
+    def checkpoint(self, run: str) -> Path:
+        return self.root / run / "checkpoints" / "last.ckpt"
+
+    def fit(self, name: str, kind: str, run: str, **model_args: Any) -> Path:
+        """Train ``run`` unless its last checkpoint exists; the checkpoint."""
+        from pdegen.cli import main
+
+        checkpoint = self.checkpoint(run)
+        if self.force or not checkpoint.is_file():
+            main(["fit", "--config", str(self.config(name, kind, run, **model_args))])
+        return checkpoint
+
+    def test(self, name: str, run: str, kind: str = "eval", ckpt_path: Path | None = None, drop_tasks: bool = False,
+             **model_args: Any) -> dict[str, Any]:
+        """``pdegen test`` of ``run`` unless its report exists; {"sample": metrics, "<task>": metrics}."""
+        from pdegen.cli import main
+
+        report = self.root / run / "report"
+        if self.force or not (report / "metrics.json").is_file():
+            path = self.config(name, kind, run, **model_args)
+            config = yaml.safe_load(path.read_text())
+            if drop_tasks:  # the plain samplers solve no tasks
+                config["trainer"]["callbacks"] = [c for c in config["trainer"]["callbacks"]
+                                                  if not c["class_path"].endswith("TaskCallback")]
+            if ckpt_path:  # `--ckpt_path last` finds it there; a file path would let the checkpoint's
+                # hyperparameters override the test-time settings (LightningCLI), e.g. refine_steps
+                set_callback_args(config, "ModelCheckpoint", dirpath=str(ckpt_path.parent))
+            write_text_atomic(path, yaml.safe_dump(config, sort_keys=False))
+            main(["test", "--config", str(path), *(["--ckpt_path", "last"] if ckpt_path else [])])
+        results = {"sample": json.loads((report / "metrics.json").read_text())}
+        for task in TASKS:
+            if (report / f"task_{task}.json").is_file():
+                results[task] = json.loads((report / f"task_{task}.json").read_text())
+        return results
+
+    def run(self, methods: list[str], refine_steps: int) -> dict[str, dict]:
+        f = self.family
+        needs = {METHODS[m] for m in methods}
+        teacher = self.fit(f"teacher/{f}", "teacher", "teacher")
+        pidm = self.fit(f"piddm/{f}_pidm", "teacher", "pidm") if "pidm" in needs else None
+        distil = {"teacher": str(teacher), "pair_dir": str(self.root / "piddm" / "pairs")}
+        student = self.fit(f"piddm/{f}", "student", "piddm", **distil) if "piddm" in needs else None
+        guided = f"piddm/{f}_guided"
+        dflow = CPU_SCALE["dflow"] if self.scale == "cpu" else {}
+        runs = {
+            "teacher (Heun)": lambda: self.test(guided, "eval/teacher", teacher=str(teacher), method="heun",
+                                                drop_tasks=True),
+            "DiffusionPDE": lambda: self.test(guided, "eval/diffusionpde", teacher=str(teacher),
+                                              method="diffusionpde"),
+            "D-Flow": lambda: self.test(guided, "eval/dflow", teacher=str(teacher), method="dflow", **dflow),
+            "PIDM (Heun)": lambda: self.test(guided, "eval/pidm", teacher=str(pidm), method="heun",
+                                             drop_tasks=True),
+            "PIDDM-1": lambda: self.test(f"piddm/{f}", "eval/piddm", "student", student, **distil),
+            "PIDDM-ref": lambda: self.test(f"piddm/{f}", "eval/piddm_ref", "student", student, **distil,
+                                           refine_steps=refine_steps),
+        }
+        return {method: runs[method]() for method in methods}
+
+
+# ---------------------------------------------------------------------------------------- the table
+def fmt(value: float | None) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "–"
+    return f"{value:.3g}" if abs(value) >= 1e-3 or value == 0 else f"{value:.2e}"
+
+
+def rows_of(results: dict[str, dict]) -> list[tuple[str, dict[str, float | None]]]:
+    """(row label, {method: value}) for one family's table."""
+    first = next(iter(results.values()))["sample"]
+    channels = first["pde"]["channels"]
+
+    def sample_metric(key: str) -> dict[str, float | None]:
+        return {m: r["sample"]["metrics"].get(key) for m, r in results.items()}
+
+    def task_metric(task: str, key: str) -> dict[str, float | None]:
+        return {m: r[task]["metrics"].get(key) if task in r else None for m, r in results.items()}
+
+    rows = [("network evaluations per sample", sample_metric("nfe")),
+            ("ms per sample (same batch)", {m: None if v is None else 1e3 * v
+                                            for m, v in sample_metric("seconds_per_sample").items()}),
+            ("PDE residual, interior (relative)", sample_metric("gen/residual_interior_rel")),
+            ("PDE residual, boundary (relative)", sample_metric("gen/residual_boundary_rel"))]
+    for moment in ("mmse", "smse"):
+        rows += [(f"{moment.upper()} `{c}`", sample_metric(f"gen/{moment}/{c}")) for c in channels]
+    for task in TASKS:
+        keys = sorted({k for r in results.values() if task in r for k in r[task]["metrics"] if k.startswith("rel_l2/")})
+        rows += [(f"{task}: relative L2 `{k.split('/')[1]}`", task_metric(task, k)) for k in keys]
+        if keys:
+            rows.append((f"{task}: NFE", task_metric(task, "nfe")))
+    return rows
+
+
+def ground_truth(results: dict[str, dict]) -> dict[str, float]:
+    """The ground-truth column (residual of the data, MMSE/SMSE floor of an independent set)."""
+    metrics = next(iter(results.values()))["sample"]["metrics"]
+    return {k.removeprefix("gt/"): v for k, v in metrics.items() if k.startswith("gt/")}
+
+
+def targets(results: dict[str, dict]) -> list[str]:
+    """The issue's Darcy targets, from the PIDDM-1 run (student and teacher Heun from the same noise)."""
+    if "PIDDM-1" not in results:
+        return []
+    m = results["PIDDM-1"]["sample"]["metrics"]
+    channels = results["PIDDM-1"]["sample"]["pde"]["channels"]
+    ratio = m["gen/residual_interior_rel"] / m["teacher_heun/residual_interior_rel"]
+    lines = [f"- PIDDM-1 vs the teacher's {m['teacher_heun/nfe']:.0f}-NFE Heun (N_s steps) from the same noise, "
+             f"same batch, one run: residual ratio **{ratio:.3f}** (target ≤ 0.2), "
+             f"speed-up **{m['teacher_heun/speedup']:.0f}×** (target ≥ 50×)"]
+    for moment in ("mmse", "smse"):
+        for c in channels:
+            r = m[f"gen/{moment}/{c}"] / m[f"teacher_heun/{moment}/{c}"]
+            lines.append(f"  - {moment.upper()} `{c}`: {r:.2f}× the teacher's (target ≤ 1.5×)")
+    return lines
+
+
+def markdown(all_results: dict[str, dict[str, dict]], scale: str) -> str:
+    lines = [f"# PIDDM and its baselines ({scale} scale)", "",
+             "Same teacher, data, test samples and sampling batch size in every column. Residuals are the "
+             "discrete L2 norm relative to the source (interior) or to RMS(u) (boundary); MMSE/SMSE are "
+             "errors of the ensemble mean / std maps against held-out data (squared physical units); task "
+             "errors are relative L2 over the sought entries. The ground-truth column is the data's residual "
+             "and the MMSE/SMSE of an independent set of the same size (the floor).", ""]
+    for family, results in all_results.items():
+        methods = list(results)
+        truth = ground_truth(results)
+        lines += [f"## {family}", "", "| | " + " | ".join(methods) + " | ground truth |",
+                  "|---|" + "---|" * (len(methods) + 1)]
+        for label, values in rows_of(results):
+            key = {"PDE residual, interior (relative)": "residual_interior_rel",
+                   "PDE residual, boundary (relative)": "residual_boundary_rel"}.get(label)
+            if label.startswith(("MMSE", "SMSE")):
+                key = f"{label[:4].lower()}/{label.split('`')[1]}"
+            lines.append(f"| {label} | " + " | ".join(fmt(values[m]) for m in methods)
+                         + f" | {fmt(truth.get(key)) if key else '–'} |")
+        lines += ["", *targets(results), "",
+                  f"Samples: `{family}/eval/<method>/report/samples.png`; tasks: `task_<name>.png` there.", ""]
+    return "\n".join(lines)
+
+
+def figure(all_results: dict[str, dict[str, dict]], path: Path) -> None:
+    """Per family: residual against time per sample (top) and forward / inverse errors (bottom)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from pdegen.plotting import save_figure
+
+    fig, axes = plt.subplots(2, len(all_results), figsize=(4.2 * len(all_results), 7), squeeze=False)
+    for column, (family, results) in enumerate(all_results.items()):
+        top, bottom = axes[0, column], axes[1, column]
+        for method, r in results.items():
+            m = r["sample"]["metrics"]
+            top.scatter(1e3 * m["seconds_per_sample"], m["gen/residual_interior_rel"], s=40)
+            top.annotate(method, (1e3 * m["seconds_per_sample"], m["gen/residual_interior_rel"]), fontsize=8)
+        top.set(xscale="log", yscale="log", xlabel="ms per sample", ylabel="relative interior residual",
+                title=family)
+        labels, forward, inverse = [], [], []
+        for method, r in results.items():
+            errors = [next((v for k, v in r[t]["metrics"].items() if k.startswith("rel_l2/")), math.nan)
+                      if t in r else math.nan for t in ("forward", "inverse")]
+            if not all(math.isnan(e) for e in errors):
+                labels.append(method)
+                forward.append(errors[0])
+                inverse.append(errors[1])
+        x = range(len(labels))
+        bottom.bar([i - 0.2 for i in x], forward, width=0.4, label="forward")
+        bottom.bar([i + 0.2 for i in x], inverse, width=0.4, label="inverse")
+        bottom.set_xticks(list(x), labels, rotation=30, ha="right", fontsize=8)
+        bottom.set(ylabel="relative L2 error")
+        bottom.legend(fontsize=8)
+    fig.tight_layout()
+    save_figure(fig, path)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--scale", choices=("cpu", "gpu"), default="cpu")
+    parser.add_argument("--families", nargs="+", choices=FAMILIES, default=list(FAMILIES))
+    parser.add_argument("--methods", nargs="+", choices=list(METHODS), default=list(METHODS))
+    parser.add_argument("--refine-steps", type=int, default=None,
+                        help=f"PIDDM-ref noise-refinement steps (cpu: {CPU_SCALE['refine_steps']}, "
+                             f"gpu: {GPU_REFINE_STEPS})")
+    parser.add_argument("--out", type=Path, default=None, help="default: runs/compare_piddm_<scale>")
+    parser.add_argument("--force", action="store_true", help="retrain and retest even where outputs exist")
+    args = parser.parse_args(argv)
+    out = args.out or Path(f"runs/compare_piddm_{args.scale}")
+    refine = args.refine_steps or (CPU_SCALE["refine_steps"] if args.scale == "cpu" else GPU_REFINE_STEPS)
+    results = {}
+    for family in args.families:
+        results[family] = Family(family, args.scale, out, args.force).run(args.methods, refine)
+        # written after each family, so a long run shows its table as it goes
+        write_text_atomic(out / "compare.md", markdown(results, args.scale))
+        write_text_atomic(out / "compare.json", json.dumps(results, indent=2))
+        figure(results, out / "compare.png")
+    print(markdown(results, args.scale))
+    print(f"\nwritten: {out / 'compare.md'}, {out / 'compare.json'}, {out / 'compare.png'}")
+
+
+if __name__ == "__main__":
+    main()
