@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from pdegen.diffusion import GaussianDenoiser, guided_sample, karras_sigmas, optimize_noise, project_to_shell, sample
-from pdegen.metrics import PDEResidualNorm, residual_loss
+from pdegen.metrics import PDEResidualNorm, reference_residual_scales, residual_loss
 from pdegen.modules import DiffusionTeacher, GuidedTeacher, PIDDMStudent
 from pdegen.nets import UNet
 from pdegen.pdes import Burgers, Darcy, Poisson
@@ -42,6 +42,21 @@ def test_residual_loss_is_resolution_independent_for_a_smooth_field():
         f = -5 * math.pi**2 * u + 20.0 * xs * (1 - xs)  # a consistent source plus an O(1) defect
         values.append(residual_loss(pde, torch.stack([f, u])[None]).item())
     assert values[1] == pytest.approx(values[0], rel=0.1), "unweighted sums would differ 4×"
+
+
+def test_reference_scales_make_the_loss_absolute_in_data_units():
+    """Per-sample scales make R scale-free, so a generated sample with a tiny source has a huge R (and
+    gradient); fixed reference scales (the data's) give the residual in units of the data's source size."""
+    pde = Poisson(resolution=16)
+    x = pde.generate(4, torch.Generator().manual_seed(0))
+    noisy = x + 0.05 * torch.randn(x.shape, generator=torch.Generator().manual_seed(1)).double()
+    scales = reference_residual_scales(pde, noisy[:1])
+    assert residual_loss(pde, noisy[:1], scales).item() == pytest.approx(residual_loss(pde, noisy[:1]).item(), rel=1e-12)
+    data_scales = reference_residual_scales(pde, x)
+    shrunk = 1e-3 * noisy
+    assert residual_loss(pde, shrunk).numpy() == pytest.approx(residual_loss(pde, noisy).numpy(), rel=1e-9)
+    assert residual_loss(pde, shrunk, data_scales).numpy() == pytest.approx(
+        1e-6 * residual_loss(pde, noisy, data_scales).numpy(), rel=1e-9), "quadratic in the residual"
 
 
 # --- observation tasks -------------------------------------------------------------------------------------

@@ -9,7 +9,7 @@ from torch import Tensor
 
 from pdegen.diffusion import edm_loss, edm_loss_weight
 from pdegen.diffusion.edm import edm_loss_terms
-from pdegen.metrics import residual_loss
+from pdegen.metrics import reference_residual_scales, residual_loss
 from pdegen.modules import DiffusionTeacher
 from pdegen.nets import UNet
 from pdegen.pdes import Poisson
@@ -99,7 +99,8 @@ def test_loss_is_edm_plus_weighted_residual_of_the_denoised_estimate(poisson, da
     sigma, denoised = denoise_by_hand(teacher, z, seed=5)
     edm = (edm_loss_weight(sigma) * (denoised - z).square().flatten(1).mean(dim=1)).mean()
     stats = [s[None, :, None, None] for s in (teacher.normalizer.std, teacher.normalizer.mean)]
-    residual = residual_loss(poisson, denoised.double() * stats[0] + stats[1]).mean()
+    scales = reference_residual_scales(poisson, batch)  # the data's source size, not the estimate's
+    residual = residual_loss(poisson, denoised.double() * stats[0] + stats[1], scales).mean()
     assert residual > 0
     torch.testing.assert_close(loss, (edm + weight * residual).float(), rtol=1e-5, atol=0)
 

@@ -32,22 +32,35 @@ def region_norms(pde: PDE, field: Tensor) -> dict[str, Tensor]:
     return {region: value.sqrt() for region, value in region_squared_norms(pde, field).items()}
 
 
-def residual_loss(pde: PDE, x: Tensor) -> Tensor:
+def residual_loss(pde: PDE, x: Tensor, scales: dict[str, float] | None = None) -> Tensor:
     """Per-sample squared relative residual ``(B,)``, differentiable in ``x`` (physical units):
 
-        ||R(x)||²_Ω / ||S(x)||²_Ω + ||R(x)||²_∂Ω / ||S(x)||²_∂Ω
+        ||R(x)||²_Ω / ||S||²_Ω + ||R(x)||²_∂Ω / ||S||²_∂Ω
 
     with the discrete L2 norms of :func:`region_squared_norms` (they carry the grid spacing, so the value
-    approximates a ratio of continuous norms and means the same at every resolution) and S =
-    ``pde.residual_scale(x)`` held constant (no gradient flows through the scale). The interior
+    approximates a ratio of continuous norms and means the same at every resolution). ||S||² are
+    ``scales`` when given (fixed numbers, e.g. :func:`reference_residual_scales` of the data), else those
+    of ``pde.residual_scale(x)`` of each sample, held constant (no gradient flows through the scale).
+    Train with fixed scales: a sample's own scale can be near zero (a generated Poisson source f ≈ 0,
+    u ≈ 0 on Darcy's boundary), which makes the per-sample ratio and its gradient explode. The interior
     equation and the boundary condition count equally; evaluated in float64.
     """
     x = x.double()
     squared = region_squared_norms(pde, pde.residual(x))
-    with torch.no_grad():
-        scales = region_squared_norms(pde, pde.residual_scale(x))
+    if scales is None:
+        with torch.no_grad():
+            scales = region_squared_norms(pde, pde.residual_scale(x))
     tiny = torch.finfo(torch.float64).tiny
-    return sum(squared[r] / scales[r].clamp_min(tiny) for r in ("interior", "boundary"))
+    return sum(squared[r] / torch.as_tensor(scales[r], dtype=torch.float64).clamp_min(tiny)
+               for r in ("interior", "boundary"))
+
+
+def reference_residual_scales(pde: PDE, x: Tensor) -> dict[str, float]:
+    """The fixed ``scales`` of :func:`residual_loss`: the mean over samples ``x`` (physical units,
+    e.g. the training data or a teacher's samples) of the squared region norms of ``pde.residual_scale``."""
+    with torch.no_grad():
+        squared = region_squared_norms(pde, pde.residual_scale(x.double()))
+    return {region: float(value.mean()) for region, value in squared.items()}
 
 
 class PDEResidualNorm(Metric):

@@ -17,7 +17,7 @@ import torch
 from torch import Tensor
 
 from pdegen import __version__
-from pdegen.metrics import residual_loss
+from pdegen.metrics import reference_residual_scales, residual_loss
 from pdegen.pdes import PDE, get_pde
 from pdegen.tasks import ObservationTask
 from pdegen.transforms import ChannelNormalizer
@@ -64,12 +64,15 @@ class GeneratorMixin:
             self.normalizer.set_stats(*datamodule.normalizer_stats)
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        checkpoint["pdegen"] = {"version": __version__, "pde": self.pde.describe() if self.pde else None}
+        checkpoint["pdegen"] = {"version": __version__, "pde": self.pde.describe() if self.pde else None,
+                                "residual_scales": getattr(self, "residual_scales", None)}
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        spec = checkpoint.get("pdegen", {}).get("pde")
-        if spec is not None:
-            self.attach_pde(get_pde(spec["name"], **spec["params"]))
+        saved = checkpoint.get("pdegen", {})
+        if saved.get("pde") is not None:
+            self.attach_pde(get_pde(saved["pde"]["name"], **saved["pde"]["params"]))
+        if saved.get("residual_scales") is not None:
+            self.residual_scales = saved["residual_scales"]
 
     def check_batch(self, batch: Tensor) -> None:
         if self.pde is not None:
@@ -80,14 +83,17 @@ class GeneratorMixin:
         """The module's scalar training loss on a physical-unit batch; ``generator`` fixes its draws."""
         raise NotImplementedError
 
-    def physics_loss(self, x: Tensor) -> Tensor:
+    def physics_loss(self, x: Tensor, reference: Tensor | None = None) -> Tensor:
         """Per-sample :func:`~pdegen.metrics.residual_loss` ``(B,)`` of normalised samples, decoded to
         physical units (the residual itself in float64); differentiable. The residual term of PIDM,
-        PIDDM and the guided baselines."""
+        PIDDM and the guided baselines. Normalised by the source size of ``reference`` (physical data)
+        when given, else by the module's ``residual_scales`` if it has them, else by each sample's own."""
         if self.pde is None:
             raise RuntimeError(f"{type(self).__name__}: the residual loss needs the PDE attached: fit with a "
                                "DataModule that has a `pde`, or call attach_pde(pde)")
-        return residual_loss(self.pde, self.normalizer.decode(x))
+        scales = (reference_residual_scales(self.pde, reference) if reference is not None
+                  else getattr(self, "residual_scales", None))
+        return residual_loss(self.pde, self.normalizer.decode(x), scales)
 
     def log_loss_terms(self, batch_size: int, **terms: Tensor) -> None:
         """Log each term of a loss as ``<stage>/<name>`` (train, val or test) when a trainer runs this module's

@@ -67,7 +67,7 @@ class DiffusionTeacher(GeneratorMixin, L.LightningModule):
         if self.residual_weight == 0:
             self.log_loss_terms(batch.shape[0], edm_loss=edm)
             return edm
-        residual = self.physics_loss(terms.denoised).mean()
+        residual = self.physics_loss(terms.denoised, reference=batch).mean()  # the data's source size
         self.log_loss_terms(batch.shape[0], edm_loss=edm, residual_loss=residual)
         return edm + self.residual_weight * residual.to(edm.dtype)
 
