@@ -35,8 +35,8 @@ class PIDDMStudent(TeacherMixin, GeneratorMixin, L.LightningModule):
     :func:`pdegen.metrics.residual_loss` of the decoded sample: the squared relative discrete L2
     residual, interior equation plus boundary condition, in physical units, so λ_train means the
     same at every resolution; relative to the typical source size of the teacher's samples
-    (``residual_scales``, saved in the checkpoint), not to each output's own. The constraint is on the final sample, not on a posterior mean
-    E[x0|xt], so it has no Jensen's gap.
+    (``residual_scales``, saved in the checkpoint), not to each output's own. The constraint is on
+    the final sample, not on a posterior mean E[x0|xt], so it has no Jensen's gap.
 
     Pairs: ``num_pairs`` training pairs and ``num_val_pairs`` held-out ones (the val/test loss),
     drawn per rank (DDP ranks distil different pairs) and cached to HDF5 in ``pair_dir`` (default:
@@ -66,8 +66,9 @@ class PIDDMStudent(TeacherMixin, GeneratorMixin, L.LightningModule):
     """
 
     def __init__(self, teacher: str | nn.Module, net: nn.Module | None = None, residual_weight: float = 1.0,
-                 residual_warmup_steps: int = 0, num_pairs: int = 4096, num_val_pairs: int = 128, teacher_steps: int = 100,
-                 teacher_sampler: str = "euler", refresh_every_n_epochs: int = 0, pair_dir: str | None = None,
+                 residual_warmup_steps: int = 0, num_pairs: int = 4096, num_val_pairs: int = 128,
+                 teacher_steps: int = 100, teacher_sampler: str = "euler", refresh_every_n_epochs: int = 0,
+                 pair_dir: str | None = None,
                  refine_steps: int = 0, refine_weight: float = 1.0, refine_lr: float = 0.05,
                  task_steps: int = 200, task_lr: float = 0.05, task_residual_weight: float = 1e-3,
                  sample_batch_size: int = 64, optimizer: OptimizerCallable = torch.optim.Adam,
