@@ -26,7 +26,6 @@ noise, at the same batch size: the Darcy targets (residual at most 1/5 of the te
 from __future__ import annotations
 
 import argparse
-import copy
 import json
 import math
 from pathlib import Path
@@ -113,13 +112,17 @@ class Family:
     def __init__(self, family: str, scale: str, out: Path, force: bool) -> None:
         self.family, self.scale, self.root, self.force = family, scale, out / family, force
 
-    def config(self, name: str, kind: str, run: str, **model_args: Any) -> Path:
-        """Write the config ``lightning_configs/<name>.yaml`` for run ``run`` (scaled, retargeted); its path."""
+    def config(self, name: str, kind: str, run: str, **model_args: Any) -> dict:
+        """``lightning_configs/<name>.yaml`` for run ``run``: scaled and retargeted."""
         config = yaml.safe_load((ROOT / "lightning_configs" / f"{name}.yaml").read_text())
-        config = retarget(copy.deepcopy(config), self.root / run)
+        config = retarget(config, self.root / run)
         if self.scale == "cpu":
             config = shrink(config, self.family, kind)
         config["model"]["init_args"].update(model_args)
+        return config
+
+    def write(self, run: str, config: dict) -> Path:
+        """Save the config ``run`` runs with to ``<family>/configs/`` (reproducible with pdegen alone)."""
         path = self.root / "configs" / f"{run.replace('/', '_')}.yaml"
         write_text_atomic(path, yaml.safe_dump(config, sort_keys=False))
         return path
@@ -133,7 +136,7 @@ class Family:
 
         checkpoint = self.checkpoint(run)
         if self.force or not checkpoint.is_file():
-            main(["fit", "--config", str(self.config(name, kind, run, **model_args))])
+            main(["fit", "--config", str(self.write(run, self.config(name, kind, run, **model_args)))])
         return checkpoint
 
     def test(self, name: str, run: str, kind: str = "eval", ckpt_path: Path | None = None, drop_tasks: bool = False,
@@ -143,16 +146,14 @@ class Family:
 
         report = self.root / run / "report"
         if self.force or not (report / "metrics.json").is_file():
-            path = self.config(name, kind, run, **model_args)
-            config = yaml.safe_load(path.read_text())
+            config = self.config(name, kind, run, **model_args)
             if drop_tasks:  # the plain samplers solve no tasks
                 config["trainer"]["callbacks"] = [c for c in config["trainer"]["callbacks"]
                                                   if not c["class_path"].endswith("TaskCallback")]
             if ckpt_path:  # `--ckpt_path last` finds it there; a file path would let the checkpoint's
                 # hyperparameters override the test-time settings (LightningCLI), e.g. refine_steps
                 set_callback_args(config, "ModelCheckpoint", dirpath=str(ckpt_path.parent))
-            write_text_atomic(path, yaml.safe_dump(config, sort_keys=False))
-            main(["test", "--config", str(path), *(["--ckpt_path", "last"] if ckpt_path else [])])
+            main(["test", "--config", str(self.write(run, config)), *(["--ckpt_path", "last"] if ckpt_path else [])])
         results = {"sample": json.loads((report / "metrics.json").read_text())}
         for task in TASKS:
             if (report / f"task_{task}.json").is_file():
@@ -190,8 +191,8 @@ def fmt(value: float | None) -> str:
     return f"{value:.3g}" if abs(value) >= 1e-3 or value == 0 else f"{value:.2e}"
 
 
-def rows_of(results: dict[str, dict]) -> list[tuple[str, dict[str, float | None]]]:
-    """(row label, {method: value}) for one family's table."""
+def rows_of(results: dict[str, dict]) -> list[tuple[str, dict[str, float | None], str | None]]:
+    """(row label, {method: value}, key of the ground-truth column or None) for one family's table."""
     first = next(iter(results.values()))["sample"]
     channels = first["pde"]["channels"]
 
@@ -201,18 +202,19 @@ def rows_of(results: dict[str, dict]) -> list[tuple[str, dict[str, float | None]
     def task_metric(task: str, key: str) -> dict[str, float | None]:
         return {m: r[task]["metrics"].get(key) if task in r else None for m, r in results.items()}
 
-    rows = [("network evaluations per sample", sample_metric("nfe")),
+    rows = [("network evaluations per sample", sample_metric("nfe"), None),
             ("ms per sample (same batch)", {m: None if v is None else 1e3 * v
-                                            for m, v in sample_metric("seconds_per_sample").items()}),
-            ("PDE residual, interior (relative)", sample_metric("gen/residual_interior_rel")),
-            ("PDE residual, boundary (relative)", sample_metric("gen/residual_boundary_rel"))]
+                                            for m, v in sample_metric("seconds_per_sample").items()}, None)]
+    for region in ("interior", "boundary"):
+        key = f"residual_{region}_rel"
+        rows.append((f"PDE residual, {region} (relative)", sample_metric(f"gen/{key}"), key))
     for moment in ("mmse", "smse"):
-        rows += [(f"{moment.upper()} `{c}`", sample_metric(f"gen/{moment}/{c}")) for c in channels]
+        rows += [(f"{moment.upper()} `{c}`", sample_metric(f"gen/{moment}/{c}"), f"{moment}/{c}") for c in channels]
     for task in TASKS:
         keys = sorted({k for r in results.values() if task in r for k in r[task]["metrics"] if k.startswith("rel_l2/")})
-        rows += [(f"{task}: relative L2 `{k.split('/')[1]}`", task_metric(task, k)) for k in keys]
+        rows += [(f"{task}: relative L2 `{k.split('/')[1]}`", task_metric(task, k), None) for k in keys]
         if keys:
-            rows.append((f"{task}: NFE", task_metric(task, "nfe")))
+            rows.append((f"{task}: NFE", task_metric(task, "nfe"), None))
     return rows
 
 
@@ -251,11 +253,7 @@ def markdown(all_results: dict[str, dict[str, dict]], scale: str) -> str:
         truth = ground_truth(results)
         lines += [f"## {family}", "", "| | " + " | ".join(methods) + " | ground truth |",
                   "|---|" + "---|" * (len(methods) + 1)]
-        for label, values in rows_of(results):
-            key = {"PDE residual, interior (relative)": "residual_interior_rel",
-                   "PDE residual, boundary (relative)": "residual_boundary_rel"}.get(label)
-            if label.startswith(("MMSE", "SMSE")):
-                key = f"{label[:4].lower()}/{label.split('`')[1]}"
+        for label, values, key in rows_of(results):
             lines.append(f"| {label} | " + " | ".join(fmt(values[m]) for m in methods)
                          + f" | {fmt(truth.get(key)) if key else '–'} |")
         lines += ["", *targets(results), "",
