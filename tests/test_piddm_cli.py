@@ -10,7 +10,7 @@ import torch
 
 from pdegen.cli import main
 from pdegen.io import read_arrays
-from pdegen.modules import GuidedTeacher, PIDDMStudent
+from pdegen.modules import DiffusionTeacher, GuidedTeacher, PIDDMStudent
 
 ROOT = Path(__file__).resolve().parents[1]
 PDE = "--data.init_args.pde.init_args"
@@ -56,12 +56,20 @@ def test_every_family_distils_and_runs_its_baselines(family, workdir):
         assert "gen/residual_interior_rel" in metrics
 
 
-def test_pidm_teacher_config_trains_with_the_residual_term(workdir):
-    cli = main(["fit", "--config", str(ROOT / "lightning_configs/piddm/darcy_pidm.yaml"), "--trainer.fast_dev_run=true",
-                "--data.init_args.pde.init_args.resolution=16", "--model.init_args.net.init_args.base_channels=8",
-                *SMALL_DATA])
+def test_pidm_teacher_config_fine_tunes_the_teacher_with_the_residual_term(workdir):
+    checkpoint = tiny_teacher("darcy")
+    trained = DiffusionTeacher.load_from_checkpoint(checkpoint, map_location="cpu").state_dict()
+    net = "--model.init_args.net.init_args"
+    args = ["--config", str(ROOT / "lightning_configs/piddm/darcy_pidm.yaml"),
+            f"--model.init_args.init_from={checkpoint}", *SMALL_DATA, *FAMILIES["darcy"], f"{net}.base_channels=8",
+            f"{net}.num_res_blocks=1"]
+    start = main(["fit", *args, "--trainer.max_steps=0", "--trainer.limit_val_batches=0"]).model.state_dict()
+    assert all(torch.equal(start[k], v) for k, v in trained.items()), "init_from must load every weight"
+    cli = main(["fit", *args, "--trainer.fast_dev_run=true"])
     assert cli.model.hparams.residual_weight > 0
     assert {"train/edm_loss", "train/residual_loss"} <= set(cli.trainer.callback_metrics)
+    with pytest.raises(ValueError, match="network differs"):
+        main(["fit", *args, f"{net}.base_channels=16", "--trainer.fast_dev_run=true"])
 
 
 TINY = ["--data.init_args.pde.init_args.resolution=24", "--data.init_args.num_samples=40",

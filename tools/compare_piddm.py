@@ -53,6 +53,7 @@ CPU_SCALE: dict[str, Any] = {
     "teacher": {"max_epochs": 30, "lr": 2e-3, "ema_decay": 0.99},
     "student": {"max_epochs": 30, "lr": 3e-4, "ema_decay": 0.99, "num_pairs": 384, "num_val_pairs": 32,
                 "teacher_steps": 50, "task_steps": 100, "residual_warmup_steps": 240},
+    "pidm": {"max_epochs": 15, "lr": 2e-4, "ema_decay": 0.99},
     "refine_steps": 10,
     "dflow": {"dflow_iterations": 5},
     "eval": {"num_samples": 32, "task_samples": 8, "sample_batch_size": 32},
@@ -84,7 +85,7 @@ def retarget(config: dict, root: Path) -> dict:
 
 
 def shrink(config: dict, family: str, kind: str) -> dict:
-    """Apply :data:`CPU_SCALE` to a config of ``kind`` teacher / student / eval."""
+    """Apply :data:`CPU_SCALE` to a config of ``kind`` teacher / pidm / student / eval."""
     s, trainer, model = CPU_SCALE, config["trainer"], config["model"]["init_args"]
     trainer["accelerator"] = s["accelerator"]
     data = config["data"]["init_args"]
@@ -92,7 +93,7 @@ def shrink(config: dict, family: str, kind: str) -> dict:
     data["pde"].setdefault("init_args", {}).update(s["pde"][family])
     if "net" in model:
         model["net"]["init_args"].update(s["net"])
-    if kind in ("teacher", "student"):
+    if kind in ("teacher", "pidm", "student"):
         stage = s[kind]
         trainer.update(max_epochs=stage["max_epochs"], check_val_every_n_epoch=stage["max_epochs"],
                        log_every_n_steps=10)
@@ -164,7 +165,7 @@ class Family:
         f = self.family
         needs = {METHODS[m] for m in methods}
         teacher = self.fit(f"teacher/{f}", "teacher", "teacher")
-        pidm = self.fit(f"piddm/{f}_pidm", "teacher", "pidm") if "pidm" in needs else None
+        pidm = self.fit(f"piddm/{f}_pidm", "pidm", "pidm", init_from=str(teacher)) if "pidm" in needs else None
         distil = {"teacher": str(teacher), "pair_dir": str(self.root / "piddm" / "pairs")}
         student = self.fit(f"piddm/{f}", "student", "piddm", **distil) if "piddm" in needs else None
         guided = f"piddm/{f}_guided"
