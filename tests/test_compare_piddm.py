@@ -16,6 +16,7 @@ TINY = {
     "data": {"num_samples": 40, "batch_size": 8, "num_workers": 0},
     "net": {"base_channels": 8, "channel_mults": [1, 2], "num_res_blocks": 1, "dropout": 0.0},
     "teacher": {"max_epochs": 1, "lr": 2e-3, "ema_decay": 0.9},
+    "pidm": {"max_epochs": 1, "lr": 2e-4, "ema_decay": 0.9},
     "student": {"max_epochs": 1, "lr": 3e-4, "ema_decay": 0.9, "num_pairs": 8, "num_val_pairs": 4,
                 "teacher_steps": 3, "task_steps": 2},
     "refine_steps": 2,
@@ -54,6 +55,8 @@ def test_every_method_on_one_family_then_reuse(tool, workdir, capsys):
     assert config["model"]["init_args"]["num_pairs"] == 8 and config["trainer"]["accelerator"] == "cpu"
     assert config["data"]["init_args"]["pde"]["init_args"]["resolution"] == 24
     assert config["trainer"]["default_root_dir"] == str(out / "darcy/piddm"), "outputs retargeted under --out"
+    pidm = yaml.safe_load((out / "darcy/configs/pidm.yaml").read_text())["model"]["init_args"]
+    assert pidm["init_from"] == str(out / "darcy/teacher/checkpoints/last.ckpt"), "PIDM fine-tunes the teacher"
 
     checkpoint = out / "darcy/teacher/checkpoints/last.ckpt"
     stamp = checkpoint.stat().st_mtime_ns
