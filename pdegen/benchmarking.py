@@ -1,10 +1,13 @@
-"""Timing helper for the benchmark scripts in ``tools/`` (figures, never test assertions)."""
+"""Timing helpers for the benchmark scripts in ``tools/`` and the latency callback (figures, never
+test assertions)."""
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import statistics
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import torch
@@ -70,3 +73,36 @@ def items_per_second(step: Callable[[], Any], items: int, steps: int, warmup: in
     if cuda:
         torch.cuda.synchronize()
     return steps * items / (time.perf_counter() - start)
+
+
+def latency_ms(run: Callable[[], Any], warmup: int = 10, repeats: int = 100, sync: bool = False) -> dict[str, float]:
+    """Wall-clock milliseconds per call of ``run``: ``warmup`` untimed calls, then ``repeats`` timed ones
+    (each synchronising CUDA before and after when ``sync``); their median, 90th percentile and minimum."""
+    if repeats < 1 or warmup < 0:
+        raise ValueError(f"need repeats >= 1 and warmup >= 0, got {repeats} and {warmup}")
+    for _ in range(warmup):
+        run()
+    times = []
+    for _ in range(repeats):
+        if sync:
+            torch.cuda.synchronize()
+        start = time.perf_counter()
+        run()
+        if sync:
+            torch.cuda.synchronize()
+        times.append(1e3 * (time.perf_counter() - start))
+    p90 = statistics.quantiles(times, n=10, method="inclusive")[-1] if repeats > 1 else times[0]
+    return {"median_ms": statistics.median(times), "p90_ms": p90, "min_ms": min(times)}
+
+
+@contextlib.contextmanager
+def torch_threads(count: int | None) -> Iterator[int]:
+    """Run the block with ``torch.set_num_threads(count)`` (None or 0: leave torch's setting), then restore it;
+    yields the thread count in use."""
+    before = torch.get_num_threads()
+    if count:
+        torch.set_num_threads(count)
+    try:
+        yield torch.get_num_threads()
+    finally:
+        torch.set_num_threads(before)

@@ -3,7 +3,8 @@
     pdegen fit  --config lightning_configs/quickstart/darcy.yaml
     pdegen test --config lightning_configs/quickstart/darcy.yaml --ckpt_path runs/quickstart/checkpoints/last.ckpt
 
-Any LightningModule and LightningDataModule is accepted by ``class_path`` (subclass mode).
+Any LightningModule and LightningDataModule is accepted by ``class_path`` (subclass mode); ``data`` may
+be left out for modules that supply their own dataloaders (the PINNs).
 """
 
 from __future__ import annotations
@@ -25,9 +26,8 @@ class PdegenCLI(LightningCLI):
 def main(args: Sequence[str] | None = None, run: bool = True) -> PdegenCLI:
     return PdegenCLI(
         L.LightningModule,
-        L.LightningDataModule,
+        None,  # any LightningDataModule by class_path, or none: PINNs make their own collocation points
         subclass_mode_model=True,
-        subclass_mode_data=True,
         save_config_kwargs={"overwrite": True},
         args=list(args) if args is not None else None,
         run=run,

@@ -17,9 +17,9 @@ PIECES = [c for c in CONFIGS if c.parent.name in ("trainer", "logger")]
 
 
 def needs_teacher(config: Path) -> bool:
-    """Student and guided-sampling configs: tests/test_pid_cli.py and tests/test_piddm_cli.py run them."""
-    return (config.parent.name == "pid" or config.stem.startswith(("pid_", "piddm_"))
-            or (config.parent.name == "piddm" and not config.stem.endswith("_pidm")))
+    """Student, guided-sampling, PIDM (fine-tuned teacher) and KD-PINN configs: tests/test_pid_cli.py,
+    tests/test_piddm_cli.py and tests/test_kdpinn.py run them."""
+    return config.parent.name in ("pid", "piddm", "kdpinn") or config.stem.startswith(("pid_", "piddm_"))
 
 
 EXPERIMENTS = [c for c in CONFIGS if c not in PIECES and not needs_teacher(c)]

@@ -3,9 +3,11 @@
 from .frozen_teacher import TeacherMixin, load_teacher
 from .generator import GeneratorMixin
 from .guided import GuidedTeacher
+from .kdpinn import KDPINNStudent
 from .pid import PIDStudent
 from .piddm import PIDDMStudent
+from .pinn import PINN
 from .teacher import DiffusionTeacher
 
-__all__ = ["DiffusionTeacher", "GeneratorMixin", "GuidedTeacher", "PIDDMStudent", "PIDStudent", "TeacherMixin",
-           "load_teacher"]
+__all__ = ["PINN", "DiffusionTeacher", "GeneratorMixin", "GuidedTeacher", "KDPINNStudent", "PIDDMStudent", "PIDStudent",
+           "TeacherMixin", "load_teacher"]

@@ -6,10 +6,10 @@ import os
 from pathlib import Path
 
 import torch
-from lightning.pytorch.core.mixins.hparams_mixin import _given_hyperparameters
 from torch import Tensor, nn
 
 from pdegen.diffusion import sample, sampler_nfe
+from pdegen.modules.generator import load_module
 from pdegen.modules.teacher import DiffusionTeacher
 from pdegen.pdes import PDE
 
@@ -25,13 +25,7 @@ def load_teacher(teacher: str | os.PathLike | nn.Module) -> nn.Module:
                 f"teacher checkpoint {str(path)!r} not found: train a teacher first "
                 "(pdegen fit --config lightning_configs/teacher/<family>.yaml) and set `model.init_args.teacher` "
                 "to its checkpoint (e.g. runs/teacher_<family>/checkpoints/last.ckpt)")
-        # LightningCLI builds the student inside a context that hands *its* arguments to every
-        # save_hyperparameters call; the teacher must record its own
-        token = _given_hyperparameters.set(None)
-        try:
-            teacher = DiffusionTeacher.load_from_checkpoint(path, map_location="cpu")
-        finally:
-            _given_hyperparameters.reset(token)
+        teacher = load_module(DiffusionTeacher, path)
     if not isinstance(teacher, nn.Module):
         raise TypeError(f"teacher must be a checkpoint path or a denoiser module, got {type(teacher).__name__}")
     return teacher.eval().requires_grad_(False)

@@ -9,11 +9,13 @@ the contract of DESIGN.md: ``sample(n, generator=None) -> (n, C, *grid)`` in phy
 from __future__ import annotations
 
 import inspect
+import os
 import warnings
 from collections.abc import Callable
 from typing import Any
 
 import torch
+from lightning.pytorch.core.mixins.hparams_mixin import _given_hyperparameters
 from torch import Tensor
 
 from pdegen import __version__
@@ -23,6 +25,26 @@ from pdegen.tasks import ObservationTask
 from pdegen.transforms import ChannelNormalizer
 
 
+def save_init_arguments(module: Any, frame: Any, ignore: list[str] | None = None) -> None:
+    """``save_hyperparameters`` of the ``__init__`` arguments in ``frame``, ``net`` included: under
+    LightningCLI they hold its class_path config, which is what lets ``load_from_checkpoint`` rebuild
+    the backbone."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=r"Attribute '\w+' is an instance of `nn.Module`")
+        module.save_hyperparameters(ignore=ignore, frame=frame)
+
+
+def load_module(cls: type, path: str | os.PathLike) -> Any:
+    """``cls.load_from_checkpoint(path)`` on the CPU from inside another module's ``__init__``: LightningCLI
+    builds a module inside a context that hands *its* arguments to every save_hyperparameters call, so
+    the loaded module must record its own."""
+    token = _given_hyperparameters.set(None)
+    try:
+        return cls.load_from_checkpoint(path, map_location="cpu")
+    finally:
+        _given_hyperparameters.reset(token)
+
+
 class GeneratorMixin:
     """Mix into a LightningModule before ``L.LightningModule``; call :meth:`init_generator` in ``__init__``."""
 
@@ -30,12 +52,7 @@ class GeneratorMixin:
     """Network evaluations per sample."""
 
     def save_init_arguments(self, ignore: list[str] | None = None) -> None:
-        """``save_hyperparameters`` of the caller's ``__init__`` arguments, ``net`` included: under
-        LightningCLI they hold its class_path config, which is what lets ``load_from_checkpoint``
-        rebuild the backbone."""
-        with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", message=r"Attribute 'net' is an instance of `nn.Module`")
-            self.save_hyperparameters(ignore=ignore, frame=inspect.currentframe().f_back)
+        save_init_arguments(self, inspect.currentframe().f_back, ignore)
 
     def init_generator(self, num_channels: int) -> None:
         self.normalizer = ChannelNormalizer(num_channels)

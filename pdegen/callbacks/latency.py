@@ -1,0 +1,68 @@
+"""Latency of a module's inference, measured at test time for each batch size and thread count."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import torch
+
+from pdegen.benchmarking import latency_ms, torch_threads
+from pdegen.io import write_text_atomic
+
+
+class LatencyCallback(L.Callback):
+    """At the end of ``pdegen test``, times ``module.latency_targets(batch_size)``: named callables, the
+    module's own inference (``"model"``) and, for a student, its teacher's (``"teacher"``) on the same
+    inputs. For every batch size and thread count (0: torch's default, all cores), ``warmup`` untimed
+    then ``repeats`` timed calls give the median and p90 milliseconds per call (CUDA synchronised
+    around each call on a GPU). Logged as ``test/latency/<name>/b<batch>_t<threads>/{median_ms,p90_ms}``
+    and ``test/latency/speedup/b<batch>_t<threads>`` (teacher median / model median), and written to
+    ``latency.json`` in ``output_dir`` (default: the trainer's log directory).
+    """
+
+    def __init__(self, batch_sizes: Sequence[int] = (1, 1000, 10000), threads: Sequence[int] = (1, 0),
+                 warmup: int = 10, repeats: int = 100, output_dir: str | None = None) -> None:
+        if not batch_sizes or min(batch_sizes) < 1 or not threads or min(threads) < 0:
+            raise ValueError(f"need batch sizes >= 1 and thread counts >= 0 (0: all), got {batch_sizes} and {threads}")
+        if repeats < 1 or warmup < 0:
+            raise ValueError(f"need repeats >= 1 and warmup >= 0, got {repeats} and {warmup}")
+        self.batch_sizes, self.threads = list(batch_sizes), list(threads)
+        self.warmup, self.repeats, self.output_dir = warmup, repeats, output_dir
+
+    def measure(self, module: L.LightningModule) -> list[dict[str, Any]]:
+        """One row per (target, batch size, thread count) with its median and p90 ms."""
+        if not hasattr(module, "latency_targets"):
+            raise TypeError(f"{type(module).__name__} has no latency_targets(batch_size); LatencyCallback times "
+                            "modules that name what to time (PINN, KDPINNStudent)")
+        sync = module.device.type == "cuda"
+        rows = []
+        for batch in self.batch_sizes:
+            targets = module.latency_targets(batch)
+            for threads in self.threads:
+                with torch_threads(threads) as used, torch.inference_mode():
+                    for name, run in targets.items():
+                        stats = latency_ms(run, self.warmup, self.repeats, sync=sync)
+                        rows.append({"target": name, "batch_size": batch, "threads": used if threads else 0,
+                                     "threads_used": used, **stats})
+        return rows
+
+    def on_test_epoch_end(self, trainer: L.Trainer, module: L.LightningModule) -> None:
+        rows = self.measure(module)
+        metrics, medians = {}, {}
+        for row in rows:
+            key = f"b{row['batch_size']}_t{row['threads']}"
+            medians[(row["target"], key)] = row["median_ms"]
+            for stat in ("median_ms", "p90_ms"):
+                metrics[f"test/latency/{row['target']}/{key}/{stat}"] = row[stat]
+        for (target, key), median in medians.items():
+            if target == "teacher" and ("model", key) in medians:
+                metrics[f"test/latency/speedup/{key}"] = median / medians[("model", key)]
+        module.log_dict(metrics, batch_size=1)
+        out = Path(self.output_dir or trainer.log_dir or trainer.default_root_dir)
+        summary = {"module": type(module).__name__, "device": str(module.device), "warmup": self.warmup,
+                   "repeats": self.repeats, "rows": rows}
+        write_text_atomic(out / "latency.json", json.dumps(summary, indent=2))

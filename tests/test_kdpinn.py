@@ -1,0 +1,213 @@
+"""PINN and KD-PINN: the distillation loss, the coordinate MLP, teacher training and distillation on tiny runs."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+import lightning as L
+import pytest
+import torch
+from torch.distributions import Normal, kl_divergence
+
+from pdegen.callbacks import LatencyCallback
+from pdegen.cli import main
+from pdegen.export import onnx_runner, save_onnx, save_torchscript, to_torchscript
+from pdegen.modules.kdpinn import KDPINNStudent, distillation_loss, gaussian_kl
+from pdegen.modules.pinn import PINN
+from pdegen.nets import CoordinateMLP
+from pdegen.pdes.pointwise import KovasznayFlow
+
+
+def test_gaussian_kl_matches_torch_distributions():
+    g = torch.Generator().manual_seed(0)
+    mean_p, mean_q, var_p, var_q = torch.randn(4, 50, generator=g, dtype=torch.float64)
+    var_p, var_q = var_p.abs() + 0.1, var_q.abs() + 0.1
+    expected = kl_divergence(Normal(mean_p, var_p.sqrt()), Normal(mean_q, var_q.sqrt()))
+    torch.testing.assert_close(gaussian_kl(mean_p, var_p, mean_q, var_q), expected)
+
+
+@pytest.mark.parametrize("variance", [1.0, 0.25, torch.tensor([0.5, 2.0, 0.1])])
+def test_distillation_loss_is_the_equal_variance_gaussian_kl(variance):
+    g = torch.Generator().manual_seed(1)
+    student, teacher = torch.randn(2, 40, 3, generator=g, dtype=torch.float64)
+    std = torch.as_tensor(variance, dtype=torch.float64).sqrt().expand(3)
+    kl = kl_divergence(Normal(teacher, std), Normal(student, std)).sum(1).mean()
+    torch.testing.assert_close(distillation_loss(student, teacher, variance), kl)
+    assert distillation_loss(teacher, teacher, variance) == 0
+
+
+def test_coordinate_mlp_scales_its_domain_to_the_unit_box():
+    net = CoordinateMLP(2, 1, width=8, depth=2)
+    net.set_domain((0.0, -1.0), (4.0, 1.0))
+    first = net.layers[0]
+    seen = []
+    first.register_forward_hook(lambda module, inputs, output: seen.append(inputs[0]))
+    net(torch.tensor([[0.0, -1.0], [4.0, 1.0], [2.0, 0.0]]))
+    torch.testing.assert_close(seen[0], torch.tensor([[-1.0, -1.0], [1.0, 1.0], [0.0, 0.0]]))
+    with pytest.raises(ValueError, match="lower < upper"):
+        net.set_domain((0.0, 1.0), (4.0, 1.0))
+    with pytest.raises(ValueError, match=r"expected coordinates \(N, 2\)"):
+        net(torch.zeros(5, 3))
+    with pytest.raises(ValueError, match="unknown activation"):
+        CoordinateMLP(2, 1, activation="relu6")
+
+
+ROOT = Path(__file__).resolve().parents[1]
+KDPINN_CONFIGS = ROOT / "lightning_configs/kdpinn"
+TINY_RUN = ["--trainer.max_steps=12", "--model.init_args.adam_steps=8", "--model.init_args.lbfgs_max_iter=3",
+            "--model.init_args.num_interior=128", "--model.init_args.num_condition=32",
+            "--model.init_args.steps_per_epoch=6", "--model.init_args.num_eval_points=400",
+            "--trainer.check_val_every_n_epoch=1", "--trainer.enable_progress_bar=false"]
+
+
+
+
+TRAINER = {"accelerator": "cpu", "logger": False, "enable_progress_bar": False, "enable_model_summary": False,
+           "enable_checkpointing": False, "num_sanity_val_steps": 0}
+
+
+def adam(lr: float):
+    return lambda params: torch.optim.Adam(params, lr=lr)
+
+
+def tiny_pinn(problem=None, **kwargs) -> PINN:
+    problem = problem or KovasznayFlow()
+    settings = {"num_interior": 256, "num_condition": 64, "steps_per_epoch": 10, "adam_steps": 60,
+                "lbfgs_max_iter": 5, "num_eval_points": 400, "optimizer": adam(1e-2), **kwargs}
+    return PINN(problem, CoordinateMLP(len(problem.inputs), len(problem.outputs), width=24, depth=2), **settings)
+
+
+def test_pinn_trains_with_adam_then_lbfgs_and_approaches_the_reference():
+    torch.manual_seed(0)
+    pinn = tiny_pinn()
+    before = pinn.reference_errors()["rel_l2"]
+    losses = []
+
+    class Record(L.Callback):
+        def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx):
+            metrics = trainer.callback_metrics
+            losses.append((float(metrics["train/loss"]), bool(metrics["train/lbfgs"])))
+
+    L.Trainer(max_epochs=8, callbacks=[Record()], **TRAINER).fit(pinn)
+    assert [stage for _, stage in losses] == [False] * 60 + [True] * 20, "Adam for adam_steps, then L-BFGS"
+    assert losses[-1][0] < 0.25 * losses[0][0]
+    assert losses[-1][0] < 0.5 * losses[59][0], "the L-BFGS stage lowers the loss further"
+    after = pinn.reference_errors()
+    assert after["rel_l2"] < 0.5 * before and set(after) == {"rel_l2", "rmse", "rel_l2/u", "rel_l2/v", "rel_l2/p"}
+
+
+def test_pinn_rejects_bad_settings():
+    with pytest.raises(ValueError, match="condition_weights names"):
+        tiny_pinn(condition_weights={"ic": 1.0})
+    with pytest.raises(ValueError, match="out_features is 1 but kovasznay has 3"):
+        PINN(KovasznayFlow(), CoordinateMLP(2, 1))
+    with pytest.raises(ValueError, match="unknown sampling"):
+        tiny_pinn(sampling="halton")
+
+
+def save_teacher(problem: str = "kovasznay") -> str:
+    """A briefly trained teacher PINN from its config (run inside ``workdir``); its checkpoint."""
+    cli = main(["fit", "--config", str(KDPINN_CONFIGS / f"{problem}_teacher.yaml"), *TINY_RUN])
+    return cli.trainer.checkpoint_callback.last_model_path
+
+
+def test_student_with_zero_physics_weight_converges_to_the_teacher(workdir):
+    torch.manual_seed(0)
+    path = save_teacher()
+    student = KDPINNStudent(path, CoordinateMLP(2, 3, width=16, depth=2), physics_weights=(0.0, 0.0),
+                            distill_weights=(1.0, 1.0), num_distill=512, num_interior=64, num_condition=16,
+                            steps_per_epoch=50, adam_steps=150, lbfgs_max_iter=10, num_eval_points=400,
+                            optimizer=adam(1e-2), variance="output")
+    coords = student.evaluation_points()[0].float()
+    teacher_values = student.teacher(coords)
+    gap = lambda: ((student.net(coords) - teacher_values).norm() / teacher_values.norm()).item()  # noqa: E731
+    start = gap()
+    L.Trainer(max_epochs=4, **TRAINER).fit(student)
+    assert gap() < 0.02 and gap() < 0.05 * start
+    assert student.problem.params == KovasznayFlow().params
+
+
+def test_student_schedule_moves_from_distillation_to_physics(workdir):
+    student = KDPINNStudent(save_teacher(), CoordinateMLP(2, 3, width=8, depth=1), schedule_steps=100,
+                            distill_weights=(1.0, 0.1), physics_weights=(0.01, 1.0), num_distill=32,
+                            num_interior=32, num_condition=8)
+    weights = [student.weights_at(step) for step in (0, 50, 100, 400)]
+    assert weights[0]["distill"] == 1.0 and weights[0]["pde"] == pytest.approx(0.01)
+    assert weights[1]["distill"] == pytest.approx(0.55) and weights[1]["bc"] == pytest.approx(0.505)
+    assert weights[2] == weights[3] and weights[3]["distill"] == pytest.approx(0.1) and weights[3]["pde"] == 1.0
+    with pytest.raises(FileNotFoundError, match="train the teacher first"):
+        KDPINNStudent(str(workdir / "missing.ckpt"), CoordinateMLP(2, 3))
+
+
+PROBLEMS = sorted(p.stem.removesuffix("_teacher") for p in KDPINN_CONFIGS.glob("*_teacher.yaml"))
+
+
+@pytest.mark.parametrize("problem", PROBLEMS)
+def test_every_problem_trains_teacher_and_student_through_the_cli(problem, workdir):
+    teacher = main(["fit", "--config", str(KDPINN_CONFIGS / f"{problem}_teacher.yaml"), *TINY_RUN])
+    assert isinstance(teacher.model, PINN) and teacher.trainer.global_step == 12
+    assert teacher.model.problem.name == problem
+    student_config = str(KDPINN_CONFIGS / f"{problem}_student.yaml")
+    student = main(["fit", "--config", student_config, *TINY_RUN, "--model.init_args.num_distill=128"])
+    assert isinstance(student.model, KDPINNStudent)
+    assert student.model.net.num_parameters < teacher.model.net.num_parameters / 10
+    tested = main(["test", "--config", student_config, "--ckpt_path", "last", "--model.init_args.num_distill=128",
+                   "--model.init_args.num_eval_points=400", "--trainer.callbacks.init_args.repeats=3",
+                   "--trainer.callbacks.init_args.warmup=1"])
+    metrics = tested.trainer.callback_metrics
+    assert torch.isfinite(metrics["test/rel_l2"]) and float(metrics["test/rmse"]) > 0
+    for batch in (1, 1000, 10000):
+        for threads in (1, 0):
+            key = f"b{batch}_t{threads}"
+            assert metrics[f"test/latency/speedup/{key}"] == pytest.approx(
+                metrics[f"test/latency/teacher/{key}/median_ms"] / metrics[f"test/latency/model/{key}/median_ms"])
+    rows = json.loads((workdir / f"runs/kdpinn/{problem}_student/logs/version_1/latency.json").read_text())["rows"]
+    assert len(rows) == 12 and all(row["p90_ms"] >= row["median_ms"] > 0 for row in rows)
+
+
+def test_exported_student_returns_the_eager_values(tmp_path):
+    torch.manual_seed(0)
+    net = CoordinateMLP(3, 3, width=16, depth=2)
+    net.set_domain((0.0, 0.0, 0.0), (6.28, 6.28, 1.0))
+    example, queries = torch.rand(64, 3), torch.rand(1000, 3) * torch.tensor([6.28, 6.28, 1.0])
+    with torch.no_grad():
+        eager = net(queries)
+        torch.testing.assert_close(to_torchscript(net, example)(queries), eager, atol=1e-5, rtol=1e-5)
+        saved = torch.jit.load(save_torchscript(net, example, tmp_path / "student.pt"))
+        torch.testing.assert_close(saved(queries), eager, atol=1e-5, rtol=1e-5)
+    pytest.importorskip("onnxruntime", reason='ONNX Runtime is the optional extra pip install "pdegen[onnx]"')
+    run = onnx_runner(save_onnx(net, example, tmp_path / "student.onnx"), threads=1)
+    torch.testing.assert_close(run(queries), eager, atol=1e-5, rtol=1e-5)
+
+
+def test_latency_callback_rejects_bad_settings_and_modules_without_targets():
+    with pytest.raises(ValueError, match="batch sizes >= 1"):
+        LatencyCallback(batch_sizes=[0])
+    with pytest.raises(ValueError, match="repeats >= 1"):
+        LatencyCallback(repeats=0)
+    with pytest.raises(TypeError, match="has no latency_targets"):
+        LatencyCallback(repeats=1).measure(L.LightningModule())
+
+
+def test_bench_latency_tool_times_teacher_and_student_and_reports_their_errors(workdir):
+    save_teacher("black_scholes")
+    main(["fit", "--config", str(KDPINN_CONFIGS / "black_scholes_student.yaml"), *TINY_RUN,
+          "--model.init_args.num_distill=128"])
+    spec = importlib.util.spec_from_file_location("bench_latency", ROOT / "tools/bench_latency.py")
+    tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tool)
+    backends = ["eager", "torchscript"] + (["onnx"] if importlib.util.find_spec("onnxruntime") else [])
+    results = tool.main(["--repeats", "2", "--warmup", "0", "--batch-sizes", "1", "100", "--threads", "1",
+                         "--backends", *backends, "--out", "latency"])
+    (result,) = results
+    assert result["problem"] == "black_scholes" and len(result["rows"]) == 2 * len(backends)
+    assert all(row["speedup"] == row["teacher_median_ms"] / row["student_median_ms"] for row in result["rows"])
+    assert all(diff < 1e-4 for diff in result["export_max_abs_diff"].values())
+    accuracy = result["accuracy"]
+    assert accuracy["student"]["parameters"] < accuracy["teacher"]["parameters"] and accuracy["teacher"]["rel_l2"] > 0
+    table = (workdir / "latency/latency.md").read_text()
+    assert "| black_scholes | eager | 1 | 100 |" in table
+    with pytest.raises(SystemExit):
+        tool.main(["--problems", "burgers"])  # no checkpoints: a clear parser error

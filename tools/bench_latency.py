@@ -1,0 +1,139 @@
+"""KD-PINN: latency and accuracy of each teacher PINN against its distilled student, in one process.
+
+    python tools/bench_latency.py                          # every problem with both checkpoints under runs/kdpinn
+    python tools/bench_latency.py --problems burgers --backends eager torchscript onnx --repeats 200
+
+Train them first (per problem): ``pdegen fit --config lightning_configs/kdpinn/<problem>_teacher.yaml`` then
+``..._student.yaml``. For every problem, backend (eager PyTorch, frozen TorchScript, ONNX Runtime with the
+``onnx`` extra), thread count (1, and 0 = all cores) and batch size (points per query), teacher and student
+are timed on the same points: ``warmup`` untimed calls, then ``repeats`` timed ones, median and p90 ms.
+Speed-up = teacher median / student median. Accuracy: relative L2 and RMSE against the problem's reference
+on the teacher's evaluation grid. Exported networks are checked against eager on 1,000 points. Writes
+``latency.md`` and ``latency.json`` under ``--out``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from pdegen.benchmarking import latency_ms, torch_threads  # noqa: E402
+from pdegen.export import onnx_runner, save_onnx, to_torchscript  # noqa: E402
+from pdegen.io import write_text_atomic  # noqa: E402
+from pdegen.modules import PINN, KDPINNStudent  # noqa: E402
+from pdegen.modules.kdpinn import load_pinn  # noqa: E402
+from pdegen.modules.pinn import reference_errors  # noqa: E402
+from pdegen.pdes.pointwise import PROBLEMS  # noqa: E402
+
+BACKENDS = ("eager", "torchscript", "onnx")
+
+
+def checkpoints(runs: Path, problem: str) -> tuple[Path, Path]:
+    return (runs / f"{problem}_teacher/checkpoints/last.ckpt", runs / f"{problem}_student/checkpoints/last.ckpt")
+
+
+def runners(net: torch.nn.Module, backend: str, threads: int, example: torch.Tensor, out: Path):
+    """A function coords -> values for ``net`` on ``backend``."""
+    if backend == "eager":
+        return net
+    if backend == "torchscript":
+        return to_torchscript(net, example)
+    return onnx_runner(save_onnx(net, example, out), threads)
+
+
+def accuracy(teacher: PINN, student: KDPINNStudent) -> dict[str, dict[str, float]]:
+    coords, reference = teacher.evaluation_points()
+    return {role: {k: float(v) for k, v in reference_errors(teacher.problem, coords, module.predict_points(coords),
+                                                              reference).items()}
+            | {"parameters": sum(p.numel() for p in module.net.parameters())}
+            for role, module in (("teacher", teacher), ("student", student))}
+
+
+def bench_problem(problem: str, args: argparse.Namespace) -> dict:
+    teacher_path, student_path = checkpoints(args.runs, problem)
+    teacher = load_pinn(teacher_path)
+    student = KDPINNStudent.load_from_checkpoint(student_path, map_location="cpu").eval()
+    result = {"problem": problem, "params": teacher.problem.params, "accuracy": accuracy(teacher, student),
+              "rows": [], "export_max_abs_diff": {}}
+    nets = {"teacher": teacher.net.eval(), "student": student.net.eval()}
+    check = teacher.latency_points(1000)
+    for backend in args.backends:
+        for threads in args.threads:
+            with torch_threads(threads) as used, torch.inference_mode():
+                run = {role: runners(net, backend, threads, check, args.out / f"{problem}_{role}.onnx")
+                       for role, net in nets.items()}
+                for role, net in nets.items():
+                    if backend != "eager":
+                        diff = float((run[role](check) - net(check)).abs().max())
+                        result["export_max_abs_diff"][f"{backend}/{role}"] = diff
+                for batch in args.batch_sizes:
+                    points = teacher.latency_points(batch)
+                    times = {role: latency_ms(lambda f=f, x=points: f(x), args.warmup, args.repeats)
+                             for role, f in run.items()}
+                    result["rows"].append({"backend": backend, "threads": threads, "threads_used": used,
+                                           "batch_size": batch, **{f"{role}_{k}": v for role, t in times.items()
+                                                                   for k, v in t.items()},
+                                           "speedup": times["teacher"]["median_ms"] / times["student"]["median_ms"]})
+                    print(f"{problem:14s} {backend:11s} threads {threads or 'all':>3} batch {batch:6d}: "
+                          f"teacher {times['teacher']['median_ms']:8.3f} ms, student "
+                          f"{times['student']['median_ms']:8.3f} ms, speed-up {result['rows'][-1]['speedup']:.1f}×",
+                          flush=True)
+    return result
+
+
+def markdown(results: list[dict], args: argparse.Namespace) -> str:
+    lines = [f"# KD-PINN latency and accuracy ({args.repeats} timed runs after {args.warmup} warm-up; median, p90 ms)",
+             "", "| problem | teacher rel. L2 | student rel. L2 | ratio | teacher RMSE | student RMSE "
+             "| teacher params | student params |", "|---|---|---|---|---|---|---|---|"]
+    for r in results:
+        t, s = r["accuracy"]["teacher"], r["accuracy"]["student"]
+        lines.append(f"| {r['problem']} | {t['rel_l2']:.3g} | {s['rel_l2']:.3g} | {s['rel_l2'] / t['rel_l2']:.2f} "
+                     f"| {t['rmse']:.3g} | {s['rmse']:.3g} | {t['parameters']} | {s['parameters']} |")
+    lines += ["", "| problem | backend | threads | points | teacher median (p90) | student median (p90) | speed-up |",
+              "|---|---|---|---|---|---|---|"]
+    for r in results:
+        for row in r["rows"]:
+            lines.append(f"| {r['problem']} | {row['backend']} | {row['threads'] or 'all'} | {row['batch_size']} "
+                         f"| {row['teacher_median_ms']:.3f} ({row['teacher_p90_ms']:.3f}) "
+                         f"| {row['student_median_ms']:.4f} ({row['student_p90_ms']:.4f}) | {row['speedup']:.1f}× |")
+    diffs = {f"{r['problem']}/{k}": v for r in results for k, v in r["export_max_abs_diff"].items()}
+    if diffs:
+        lines += ["", "Exported against eager, max |difference| on 1,000 points: "
+                  + ", ".join(f"{k} {v:.1e}" for k, v in diffs.items())]
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> list[dict]:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--problems", nargs="+", choices=sorted(PROBLEMS), default=None,
+                        help="default: every problem whose teacher and student checkpoints exist")
+    parser.add_argument("--runs", type=Path, default=Path("runs/kdpinn"), help="where the configs wrote the runs")
+    parser.add_argument("--backends", nargs="+", choices=BACKENDS, default=["eager", "torchscript"])
+    parser.add_argument("--threads", nargs="+", type=int, default=[1, 0], help="thread counts (0: all cores)")
+    parser.add_argument("--batch-sizes", nargs="+", type=int, default=[1, 1000, 10000])
+    parser.add_argument("--warmup", type=int, default=10)
+    parser.add_argument("--repeats", type=int, default=100)
+    parser.add_argument("--out", type=Path, default=Path("runs/kdpinn/latency"))
+    args = parser.parse_args(argv)
+    problems = args.problems or [p for p in sorted(PROBLEMS) if all(c.is_file() for c in checkpoints(args.runs, p))]
+    missing = [p for p in problems if not all(c.is_file() for c in checkpoints(args.runs, p))]
+    if not problems or missing:
+        parser.error(f"no trained teacher and student for {missing or 'any problem'} under {args.runs}: run "
+                     "pdegen fit --config lightning_configs/kdpinn/<problem>_teacher.yaml, then _student.yaml")
+    results = [bench_problem(problem, args) for problem in problems]
+    table = markdown(results, args)
+    write_text_atomic(args.out / "latency.md", table)
+    write_text_atomic(args.out / "latency.json", json.dumps(results, indent=2))
+    print("\n" + table)
+    return results
+
+
+if __name__ == "__main__":
+    main()
