@@ -7,7 +7,7 @@ import pytest
 import torch
 from torch import Tensor
 
-from pdegen.diffusion import edm_loss, edm_loss_weight
+from pdegen.diffusion import edm_coefficients, edm_loss, edm_loss_weight
 from pdegen.diffusion.edm import edm_loss_terms
 from pdegen.metrics import reference_residual_scales, residual_loss
 from pdegen.modules import DiffusionTeacher
@@ -100,8 +100,9 @@ def test_loss_is_edm_plus_weighted_residual_of_the_denoised_estimate(poisson, da
     edm = (edm_loss_weight(sigma) * (denoised - z).square().flatten(1).mean(dim=1)).mean()
     stats = [s[None, :, None, None] for s in (teacher.normalizer.std, teacher.normalizer.mean)]
     scales = reference_residual_scales(poisson, batch)  # the data's source size, not the estimate's
-    residual = residual_loss(poisson, denoised.double() * stats[0] + stats[1], scales).mean()
-    assert residual > 0
+    per_sample = residual_loss(poisson, denoised.double() * stats[0] + stats[1], scales)
+    residual = (edm_coefficients(sigma, teacher.denoiser.sigma_data).c_skip * per_sample).mean()  # c_skip(σ)-weighted
+    assert residual > 0 and not torch.isclose(residual, per_sample.mean())
     torch.testing.assert_close(loss, (edm + weight * residual).float(), rtol=1e-5, atol=0)
 
 
