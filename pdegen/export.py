@@ -34,7 +34,8 @@ def save_torchscript(net: nn.Module, example: Tensor, path: str | os.PathLike) -
 
 
 def save_onnx(net: nn.Module, example: Tensor, path: str | os.PathLike) -> Path:
-    """Export ``net`` (inputs ``coords`` ``(N, d)`` with N dynamic, output ``values``) to an ONNX file."""
+    """Export ``net`` (inputs ``coords`` ``(N, d)`` with N dynamic, output ``values``) to one self-contained
+    ONNX file (weights included; written to a temporary name, then renamed)."""
     try:
         import onnxscript  # noqa: F401  (the exporter needs it)
     except ImportError:
@@ -43,7 +44,8 @@ def save_onnx(net: nn.Module, example: Tensor, path: str | os.PathLike) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp.onnx")
     torch.onnx.export(net.eval(), (example,), str(tmp), input_names=["coords"], output_names=["values"],
-                      dynamic_shapes={"coords": {0: torch.export.Dim("points")}}, dynamo=True, verbose=False)
+                      dynamic_shapes={"coords": {0: torch.export.Dim("points")}}, dynamo=True, verbose=False,
+                      external_data=False)  # one self-contained file (weights inside), renamed whole
     os.replace(tmp, path)
     return path
 

@@ -178,8 +178,10 @@ def test_exported_student_returns_the_eager_values(tmp_path):
         saved = torch.jit.load(save_torchscript(net, example, tmp_path / "student.pt"))
         torch.testing.assert_close(saved(queries), eager, atol=1e-5, rtol=1e-5)
     pytest.importorskip("onnxruntime", reason='ONNX Runtime is the optional extra pip install "pdegen[onnx]"')
-    run = onnx_runner(save_onnx(net, example, tmp_path / "student.onnx"), threads=1)
+    exported = tmp_path / "onnx" / "student.onnx"
+    run = onnx_runner(save_onnx(net, example, exported), threads=1)
     torch.testing.assert_close(run(queries), eager, atol=1e-5, rtol=1e-5)
+    assert [p.name for p in exported.parent.iterdir()] == ["student.onnx"], "one deployable file, no side files"
 
 
 def test_latency_callback_rejects_bad_settings_and_modules_without_targets():

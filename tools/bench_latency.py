@@ -39,7 +39,7 @@ def checkpoints(runs: Path, problem: str) -> tuple[Path, Path]:
     return (runs / f"{problem}_teacher/checkpoints/last.ckpt", runs / f"{problem}_student/checkpoints/last.ckpt")
 
 
-def runners(net: torch.nn.Module, backend: str, threads: int, example: torch.Tensor, out: Path):
+def runner(net: torch.nn.Module, backend: str, threads: int, example: torch.Tensor, out: Path):
     """A function coords -> values for ``net`` on ``backend``."""
     if backend == "eager":
         return net
@@ -67,7 +67,7 @@ def bench_problem(problem: str, args: argparse.Namespace) -> dict:
     for backend in args.backends:
         for threads in args.threads:
             with torch_threads(threads) as used, torch.inference_mode():
-                run = {role: runners(net, backend, threads, check, args.out / f"{problem}_{role}.onnx")
+                run = {role: runner(net, backend, threads, check, args.out / f"{problem}_{role}.onnx")
                        for role, net in nets.items()}
                 for role, net in nets.items():
                     if backend != "eager":
