@@ -15,9 +15,9 @@ from pdegen.callbacks import LatencyCallback
 from pdegen.cli import main
 from pdegen.export import onnx_runner, save_onnx, save_torchscript, to_torchscript
 from pdegen.modules.kdpinn import KDPINNStudent, distillation_loss, gaussian_kl
-from pdegen.modules.pinn import PINN
+from pdegen.modules.pinn import PINN, causal_mean
 from pdegen.nets import CoordinateMLP
-from pdegen.pdes.pointwise import KovasznayFlow
+from pdegen.pdes.pointwise import KovasznayFlow, TaylorGreenVortex
 
 
 def test_gaussian_kl_matches_torch_distributions():
@@ -213,3 +213,27 @@ def test_bench_latency_tool_times_teacher_and_student_and_reports_their_errors(w
     assert "| black_scholes | eager | 1 | 100 |" in table
     with pytest.raises(SystemExit):
         tool.main(["--problems", "burgers"])  # no checkpoints: a clear parser error
+
+
+def test_causal_mean_weights_each_time_slice_by_the_loss_before_it():
+    t = torch.tensor([0.05, 0.1, 0.4, 0.5, 0.7, 0.9])  # slices of [0, 1] in thirds: 2, 2, 2 points
+    squared = torch.tensor([1.0, 3.0, 2.0, 2.0, 4.0, 0.0], requires_grad=True)
+    loss, weights = causal_mean(squared, t, (0.0, 1.0), chunks=3, epsilon=0.5)
+    slice_losses = torch.tensor([2.0, 2.0, 2.0])
+    expected = torch.exp(-0.5 * torch.tensor([0.0, 2.0, 4.0]))
+    torch.testing.assert_close(weights, expected)
+    torch.testing.assert_close(loss, (expected * slice_losses).mean())
+    loss.backward()  # the weights are constants: d loss / d squared_j = w_slice(j) / (3 · points in slice)
+    torch.testing.assert_close(squared.grad, expected.repeat_interleave(2) / 6)
+    plain, _ = causal_mean(squared.detach(), t, (0.0, 1.0), chunks=3, epsilon=0.0)
+    torch.testing.assert_close(plain, squared.detach().mean())
+
+
+def test_causal_training_needs_a_time_input():
+    with pytest.raises(ValueError, match="has no time input"):
+        tiny_pinn(causal_epsilon=1.0)
+    torch.manual_seed(0)
+    causal = tiny_pinn(TaylorGreenVortex(), causal_epsilon=1.0, causal_chunks=4)
+    torch.manual_seed(0)
+    plain = tiny_pinn(TaylorGreenVortex())
+    assert causal.loss_terms()["pde"] < plain.loss_terms()["pde"], "later slices are down-weighted"

@@ -64,7 +64,8 @@ class KDPINNStudent(PhysicsInformedModule):
                  num_condition: int = 1024, sampling: str = "sobol", resample_every_n_epochs: int = 0,
                  steps_per_epoch: int = 100, adam_steps: int = 5000, lbfgs_max_iter: int = 20,
                  num_eval_points: int = 10000, seed: int = 0, optimizer: OptimizerCallable = torch.optim.Adam,
-                 lr_scheduler: LRSchedulerCallable | None = None) -> None:
+                 lr_scheduler: LRSchedulerCallable | None = None, causal_epsilon: float = 0.0,
+                 causal_chunks: int = 32) -> None:
         if variance not in VARIANCES:
             raise ValueError(f"unknown variance {variance!r}: use one of {VARIANCES}")
         if not temperature > 0 or num_distill < 1 or schedule_steps < 0:
@@ -76,7 +77,7 @@ class KDPINNStudent(PhysicsInformedModule):
         teacher_module = load_pinn(teacher)
         super().__init__(teacher_module.problem, net, condition_weights, num_interior, num_condition, sampling,
                          resample_every_n_epochs, steps_per_epoch, adam_steps, lbfgs_max_iter, num_eval_points, seed,
-                         optimizer, lr_scheduler)
+                         optimizer, lr_scheduler, causal_epsilon, causal_chunks)
         save_init_arguments(self, inspect.currentframe())
         self.teacher = teacher_module.net
         self.distill_weights, self.physics_weights = tuple(distill_weights), tuple(physics_weights)

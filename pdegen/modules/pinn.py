@@ -30,6 +30,20 @@ def reference_errors(problem: PointwiseProblem, coords: Tensor, prediction: Tens
     return metrics
 
 
+def causal_mean(squared: Tensor, t: Tensor, t_range: tuple[float, float], chunks: int,
+                epsilon: float) -> tuple[Tensor, Tensor]:
+    """The causal PINN loss (Wang, Sankaran & Perdikaris 2022): per-point squared residuals ``squared`` ``(N,)``
+    at times ``t`` ``(N,)`` are averaged over ``chunks`` equal slices of ``t_range``, giving L_i; slice i
+    is weighted by w_i = exp(−ε Σ_{k<i} L_k), held constant in the gradient, so later times count only once
+    the earlier ones are fitted. Returns (mean_i w_i L_i, the weights); ε = 0 gives the mean of the slice means."""
+    lo, hi = t_range
+    index = ((t.detach() - lo) / (hi - lo) * chunks).long().clamp(0, chunks - 1)
+    sums = torch.zeros(chunks, dtype=squared.dtype, device=squared.device).index_add(0, index, squared)
+    losses = sums / torch.bincount(index, minlength=chunks).clamp_min(1).to(squared.dtype)
+    weights = torch.exp(-epsilon * (torch.cumsum(losses, 0) - losses)).detach()
+    return (weights * losses).mean(), weights
+
+
 class PhysicsInformedModule(L.LightningModule):
     """What a PINN and a KD-PINN student share: a coordinate network trained on a point-wise problem's
     residuals, Adam then L-BFGS, and the error against the problem's reference.
@@ -41,14 +55,23 @@ class PhysicsInformedModule(L.LightningModule):
     search, ``lbfgs_max_iter`` iterations per step) to the end of training; manual optimisation.
     Each epoch is ``steps_per_epoch`` steps. Validation and test log the error against the problem's
     reference on ``num_eval_points`` grid points: ``rel_l2`` = ‖pred − ref‖₂ / ‖ref‖₂ over all
-    outputs (and per output), ``rmse``.
+    outputs (and per output), ``rmse``. With ``causal_epsilon`` ε > 0 (time-dependent problems) the PDE
+    term is the causal loss of :func:`causal_mean` over ``causal_chunks`` time slices.
     """
 
     def __init__(self, problem: PointwiseProblem, net: nn.Module, condition_weights: dict[str, float] | None,
                  num_interior: int, num_condition: int, sampling: str, resample_every_n_epochs: int,
                  steps_per_epoch: int, adam_steps: int, lbfgs_max_iter: int, num_eval_points: int, seed: int,
-                 optimizer: OptimizerCallable, lr_scheduler: LRSchedulerCallable | None) -> None:
+                 optimizer: OptimizerCallable, lr_scheduler: LRSchedulerCallable | None, causal_epsilon: float = 0.0,
+                 causal_chunks: int = 32) -> None:
         super().__init__()
+        if causal_epsilon < 0 or causal_chunks < 1:
+            raise ValueError(f"need causal_epsilon >= 0 and causal_chunks >= 1, got {causal_epsilon} and "
+                             f"{causal_chunks}")
+        if causal_epsilon and "t" not in problem.inputs:
+            raise ValueError(f"causal_epsilon > 0 weights time slices, but {problem.name} has no time input "
+                             f"(inputs {problem.inputs}); set causal_epsilon: 0")
+        self.causal_epsilon, self.causal_chunks = float(causal_epsilon), int(causal_chunks)
         self.automatic_optimization = False
         self.problem, self.net = problem, net
         self.condition_weights = self._check(problem, net, condition_weights, sampling,
@@ -113,8 +136,18 @@ class PhysicsInformedModule(L.LightningModule):
         return self.net(coords)
 
     def loss_terms(self) -> dict[str, Tensor]:
-        """Mean squared residual of every loss term (``pde`` and each condition)."""
-        return {name: r.square().mean() for name, r in self.problem.residuals(self.net, self.points).items()}
+        """Mean squared residual of every loss term (``pde`` and each condition); the PDE term causal
+        (:func:`causal_mean`) when ``causal_epsilon`` > 0."""
+        residuals = self.problem.residuals(self.net, self.points)
+        terms = {name: r.square().mean() for name, r in residuals.items()}
+        if self.causal_epsilon:
+            axis = self.problem.inputs.index("t")
+            terms["pde"], weights = causal_mean(residuals["pde"].square().mean(1), self.points["pde"][:, axis],
+                                                (self.problem.lower[axis], self.problem.upper[axis]),
+                                                self.causal_chunks, self.causal_epsilon)
+            if self._trainer is not None:
+                self.log("train/causal_last_weight", weights[-1], on_step=True)
+        return terms
 
     def term_weights(self) -> dict[str, float]:
         """The weight of each loss term at the current step."""
@@ -220,8 +253,9 @@ class PINN(PhysicsInformedModule):
                  resample_every_n_epochs: int = 0, steps_per_epoch: int = 100, adam_steps: int = 5000,
                  lbfgs_max_iter: int = 20, num_eval_points: int = 10000, seed: int = 0,
                  optimizer: OptimizerCallable = torch.optim.Adam,
-                 lr_scheduler: LRSchedulerCallable | None = None) -> None:
+                 lr_scheduler: LRSchedulerCallable | None = None, causal_epsilon: float = 0.0,
+                 causal_chunks: int = 32) -> None:
         super().__init__(problem, net, condition_weights, num_interior, num_condition, sampling,
                          resample_every_n_epochs, steps_per_epoch, adam_steps, lbfgs_max_iter, num_eval_points, seed,
-                         optimizer, lr_scheduler)
+                         optimizer, lr_scheduler, causal_epsilon, causal_chunks)
         save_init_arguments(self, inspect.currentframe())
