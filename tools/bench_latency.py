@@ -39,13 +39,16 @@ def checkpoints(runs: Path, problem: str) -> tuple[Path, Path]:
     return (runs / f"{problem}_teacher/checkpoints/last.ckpt", runs / f"{problem}_student/checkpoints/last.ckpt")
 
 
-def runner(net: torch.nn.Module, backend: str, threads: int, example: torch.Tensor, out: Path):
-    """A function coords -> values for ``net`` on ``backend``."""
+def export(net: torch.nn.Module, backend: str, example: torch.Tensor, out: Path):
+    """``net`` as ``backend`` runs it: itself (eager), its frozen TorchScript, or the path of its ONNX file."""
     if backend == "eager":
         return net
-    if backend == "torchscript":
-        return to_torchscript(net, example)
-    return onnx_runner(save_onnx(net, example, out), threads)
+    return to_torchscript(net, example) if backend == "torchscript" else save_onnx(net, example, out)
+
+
+def runner(exported, backend: str, threads: int):
+    """A function coords -> values of an :func:`export` (an ONNX Runtime session needs its thread count)."""
+    return onnx_runner(exported, threads) if backend == "onnx" else exported
 
 
 def accuracy(teacher: PINN, student: KDPINNStudent) -> dict[str, dict[str, float]]:
@@ -65,14 +68,16 @@ def bench_problem(problem: str, args: argparse.Namespace) -> dict:
     nets = {"teacher": teacher.net.eval(), "student": student.net.eval()}
     check = teacher.latency_points(1000)
     for backend in args.backends:
+        with torch.inference_mode():
+            exported = {role: export(net, backend, check, args.out / f"{problem}_{role}.onnx")
+                        for role, net in nets.items()}
+            if backend != "eager":
+                for role, net in nets.items():
+                    diff = runner(exported[role], backend, 0)(check) - net(check)
+                    result["export_max_abs_diff"][f"{backend}/{role}"] = float(diff.abs().max())
         for threads in args.threads:
             with torch_threads(threads) as used, torch.inference_mode():
-                run = {role: runner(net, backend, threads, check, args.out / f"{problem}_{role}.onnx")
-                       for role, net in nets.items()}
-                for role, net in nets.items():
-                    if backend != "eager":
-                        diff = float((run[role](check) - net(check)).abs().max())
-                        result["export_max_abs_diff"][f"{backend}/{role}"] = diff
+                run = {role: runner(exported[role], backend, threads) for role in nets}
                 for batch in args.batch_sizes:
                     points = teacher.latency_points(batch)
                     times = {role: latency_ms(lambda f=f, x=points: f(x), args.warmup, args.repeats)

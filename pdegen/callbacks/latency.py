@@ -46,7 +46,7 @@ class LatencyCallback(L.Callback):
                 with torch_threads(threads) as used, torch.inference_mode():
                     for name, run in targets.items():
                         stats = latency_ms(run, self.warmup, self.repeats, sync=sync)
-                        rows.append({"target": name, "batch_size": batch, "threads": used if threads else 0,
+                        rows.append({"target": name, "batch_size": batch, "threads": threads,
                                      "threads_used": used, **stats})
         return rows
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import lightning as L
 import torch
@@ -10,7 +11,7 @@ from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
 from torch import Tensor, nn
 
 from pdegen.diffusion import EDMPreconditioner, edm_coefficients, edm_loss_terms, karras_sigmas, sample, sampler_nfe
-from pdegen.modules.generator import GeneratorMixin
+from pdegen.modules.generator import GeneratorMixin, load_module
 
 
 class DiffusionTeacher(GeneratorMixin, L.LightningModule):
@@ -26,7 +27,7 @@ class DiffusionTeacher(GeneratorMixin, L.LightningModule):
     each sample's term weighted by c_skip(σ) = σ_d² / (σ² + σ_d²) (1 at σ → 0, σ_d²/σ² at high noise).
     That weight counts the residual where the posterior mean is close to a sample; unweighted, the
     residual of the high-noise estimates (about 2e4 at σ = 80 on Darcy, against 0.3 at σ = 0.01, for a
-    trained teacher) dominated the loss and training diverged (loss 2.5 → 1e3 in 5 epochs).
+    trained teacher) would dominate the term.
     That constrains the posterior mean E[x0 | xt], not the samples: for a nonlinear residual
     R(E[x0 | xt]) ≠ E[R(x0) | xt] (Jensen's gap), so even the exact denoiser of PDE solutions is
     penalised, which is the weakness PIDDM (arXiv 2505.22391) addresses.
@@ -68,9 +69,11 @@ class DiffusionTeacher(GeneratorMixin, L.LightningModule):
             self._init_from(init_from)
 
     def _init_from(self, path: str) -> None:
-        from pdegen.modules.frozen_teacher import load_teacher  # it imports this module
-
-        trained = load_teacher(path)
+        if not Path(path).is_file():
+            raise FileNotFoundError(f"init_from={path!r} not found: train the plain teacher first (pdegen fit "
+                                    "--config lightning_configs/teacher/<family>.yaml) and point init_from at its "
+                                    "checkpoint")
+        trained = load_module(DiffusionTeacher, path)
         try:
             self.load_state_dict(trained.state_dict())
         except RuntimeError as error:
