@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import pickle
 from pathlib import Path
 
 import lightning as L
@@ -14,10 +15,10 @@ from torch.distributions import Normal, kl_divergence
 from pdegen.callbacks import LatencyCallback
 from pdegen.cli import main
 from pdegen.export import onnx_runner, save_onnx, save_torchscript, to_torchscript
-from pdegen.modules.kdpinn import KDPINNStudent, distillation_loss, gaussian_kl
+from pdegen.modules.kdpinn import KDPINNStudent, distillation_loss, gaussian_kl, load_pinn
 from pdegen.modules.pinn import PINN, causal_mean
 from pdegen.nets import CoordinateMLP
-from pdegen.pdes.pointwise import KovasznayFlow, TaylorGreenVortex
+from pdegen.pdes.pointwise import AllenCahnPINN, KovasznayFlow, TaylorGreenVortex
 
 
 def test_gaussian_kl_matches_torch_distributions():
@@ -54,12 +55,27 @@ def test_coordinate_mlp_scales_its_domain_to_the_unit_box():
         CoordinateMLP(2, 1, activation="relu6")
 
 
+def test_periodic_inputs_make_the_allen_cahn_boundary_condition_hold_exactly():
+    problem = AllenCahnPINN(reference_resolution=64)
+    torch.manual_seed(0)
+    net = CoordinateMLP(2, 1, width=16, depth=2, periodic=[0]).double()
+    net.set_domain(problem.lower, problem.upper)
+    points = problem.sample_points(num_interior=4, num_condition=64, seed=0)["bc"].double()
+    bc = problem.condition_residual("bc", points, net)  # u and u_x at x = -1 against x = 1
+    assert bc.abs().max() < 1e-12
+    plain = CoordinateMLP(2, 1, width=16, depth=2).double()
+    plain.set_domain(problem.lower, problem.upper)
+    assert problem.condition_residual("bc", points, plain).abs().max() > 1e-3
+    with pytest.raises(ValueError, match="distinct input indices"):
+        CoordinateMLP(2, 1, periodic=[2])
+
+
 ROOT = Path(__file__).resolve().parents[1]
 KDPINN_CONFIGS = ROOT / "lightning_configs/kdpinn"
 TINY_RUN = ["--trainer.max_steps=12", "--model.init_args.adam_steps=8", "--model.init_args.lbfgs_max_iter=3",
             "--model.init_args.num_interior=128", "--model.init_args.num_condition=32",
-            "--model.init_args.steps_per_epoch=6", "--model.init_args.num_eval_points=400",
-            "--trainer.check_val_every_n_epoch=1", "--trainer.enable_progress_bar=false"]
+            "--model.init_args.steps_per_epoch=5", "--model.init_args.num_eval_points=400",
+            "--trainer.enable_progress_bar=false"]
 
 
 
@@ -149,6 +165,8 @@ def test_every_problem_trains_teacher_and_student_through_the_cli(problem, workd
     teacher = main(["fit", "--config", str(KDPINN_CONFIGS / f"{problem}_teacher.yaml"), *TINY_RUN])
     assert isinstance(teacher.model, PINN) and teacher.trainer.global_step == 12
     assert teacher.model.problem.name == problem
+    last = torch.load(workdir / f"runs/kdpinn/{problem}_teacher/checkpoints/last.ckpt", weights_only=True)
+    assert last["global_step"] == 12, "the checkpoint holds the end of training (12 steps end mid-epoch)"
     student_config = str(KDPINN_CONFIGS / f"{problem}_student.yaml")
     student = main(["fit", "--config", student_config, *TINY_RUN, "--model.init_args.num_distill=128"])
     assert isinstance(student.model, KDPINNStudent)
@@ -169,7 +187,7 @@ def test_every_problem_trains_teacher_and_student_through_the_cli(problem, workd
 
 def test_exported_student_returns_the_eager_values(tmp_path):
     torch.manual_seed(0)
-    net = CoordinateMLP(3, 3, width=16, depth=2)
+    net = CoordinateMLP(3, 3, width=16, depth=2, periodic=[0, 1])
     net.set_domain((0.0, 0.0, 0.0), (6.28, 6.28, 1.0))
     example, queries = torch.rand(64, 3), torch.rand(1000, 3) * torch.tensor([6.28, 6.28, 1.0])
     with torch.no_grad():
@@ -237,3 +255,32 @@ def test_causal_training_needs_a_time_input():
     torch.manual_seed(0)
     plain = tiny_pinn(TaylorGreenVortex())
     assert causal.loss_terms()["pde"] < plain.loss_terms()["pde"], "later slices are down-weighted"
+
+
+def test_checkpoints_load_weights_only_and_an_untrusted_pickle_is_refused_loudly(workdir):
+    path = save_teacher("burgers")
+    assert torch.load(path, weights_only=True)["global_step"] == 12, "pdegen checkpoints need no pickled objects"
+    checkpoint = torch.load(path, weights_only=True)
+    checkpoint["hyper_parameters"]["smuggled"] = Path("anything")  # an arbitrary pickled object
+    torch.save(checkpoint, workdir / "untrusted.ckpt")
+    with pytest.raises(pickle.UnpicklingError, match="can run arbitrary code when loaded, so it was not loaded"):
+        load_pinn(workdir / "untrusted.ckpt")
+    assert isinstance(load_pinn(path), PINN)
+
+
+def test_kdpinn_benchmark_trains_both_stages_through_the_cli_then_reuses_them(tmp_path):
+    spec = importlib.util.spec_from_file_location("kdpinn_benchmark", ROOT / "tools/kdpinn_benchmark.py")
+    tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tool)
+    out = tmp_path / "bench"
+    argv = ["--problems", "black_scholes", "--out", str(out), "--repeats", "2", "--warmup", "0", "--jobs", "1",
+            "--", *TINY_RUN]
+    (result,) = tool.main(argv)
+    assert result["problem"] == "black_scholes" and result["accuracy"]["student"]["rel_l2"] > 0
+    done = out / "logs/black_scholes_student.done"
+    assert "--model.init_args.schedule_steps=1500" in done.read_text(), "the cpu scale's student schedule"
+    assert "--trainer.max_steps=12" in done.read_text(), "arguments after -- override the scale's"
+    stamp = done.stat().st_mtime_ns
+    tool.main(argv)
+    assert done.stat().st_mtime_ns == stamp, "finished stages are reused"
+    assert (out / "latency/latency.md").read_text().count("| black_scholes |") >= 2

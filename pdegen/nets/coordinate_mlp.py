@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import Tensor, nn
 
@@ -13,19 +15,26 @@ class CoordinateMLP(nn.Module):
     units with ``activation`` (tanh, the PINN default, or SiLU), Xavier-initialised.
 
     The coordinates are mapped affinely from the box ``[lower, upper]`` to [-1, 1] by buffers inside
-    the network (:meth:`set_domain`), so an exported network takes physical coordinates.
+    the network (:meth:`set_domain`), so an exported network takes physical coordinates. Each input
+    listed in ``periodic`` (indices) enters as ``(cos πz, sin πz)`` of its scaled value z, so the network
+    and all its derivatives take equal values at ``lower`` and ``upper`` of that coordinate: a periodic
+    boundary condition holds exactly, by construction.
     """
 
     def __init__(self, in_features: int, out_features: int, width: int = 64, depth: int = 4,
-                 activation: str = "tanh") -> None:
+                 activation: str = "tanh", periodic: list[int] | tuple[int, ...] = ()) -> None:
         super().__init__()
         if min(in_features, out_features, width, depth) < 1:
             raise ValueError(f"in_features, out_features, width and depth must be >= 1, got "
                              f"{in_features}, {out_features}, {width}, {depth}")
         if activation not in ACTIVATIONS:
             raise ValueError(f"unknown activation {activation!r}: use one of {sorted(ACTIVATIONS)}")
+        if len(set(periodic)) != len(periodic) or not all(0 <= i < in_features for i in periodic):
+            raise ValueError(f"periodic must list distinct input indices in [0, {in_features}), got {list(periodic)}")
         self.in_features, self.out_features = in_features, out_features
-        sizes = [in_features] + [width] * depth
+        self.periodic = sorted(periodic)
+        self.aperiodic = [i for i in range(in_features) if i not in self.periodic]
+        sizes = [in_features + len(self.periodic)] + [width] * depth
         layers: list[nn.Module] = []
         for fan_in, fan_out in zip(sizes[:-1], sizes[1:]):
             layers += [nn.Linear(fan_in, fan_out), ACTIVATIONS[activation]()]
@@ -49,7 +58,11 @@ class CoordinateMLP(nn.Module):
     def forward(self, coords: Tensor) -> Tensor:
         if coords.ndim != 2 or coords.shape[1] != self.in_features:
             raise ValueError(f"expected coordinates (N, {self.in_features}), got {tuple(coords.shape)}")
-        return self.layers((coords - self.center.to(coords.dtype)) / self.half_width.to(coords.dtype))
+        scaled = (coords - self.center.to(coords.dtype)) / self.half_width.to(coords.dtype)
+        if self.periodic:
+            angle = math.pi * scaled[:, self.periodic]
+            scaled = torch.cat([scaled[:, self.aperiodic], torch.cos(angle), torch.sin(angle)], dim=1)
+        return self.layers(scaled)
 
     @property
     def num_parameters(self) -> int:

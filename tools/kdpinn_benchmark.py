@@ -1,0 +1,100 @@
+"""KD-PINN end to end: train every teacher PINN and its student through the CLI, then time and score them.
+
+    python tools/kdpinn_benchmark.py --scale cpu --jobs 2        # all five problems on 2 CPU cores
+    python tools/kdpinn_benchmark.py --scale full --problems burgers
+
+For each problem, ``pdegen fit`` runs ``lightning_configs/kdpinn/<problem>_teacher.yaml`` and then
+``<problem>_student.yaml`` (which loads the teacher's ``last.ckpt``), in ``--out`` as working directory so
+the configs' relative ``runs/kdpinn/...`` paths land under it; each stage's output goes to
+``<out>/logs/<problem>_<role>.log``. Problems run ``--jobs`` at a time, each process on one thread
+(``--threads``). A stage that finished (``<out>/logs/<problem>_<role>.done``) is reused, so an interrupted
+run continues. Then ``tools/bench_latency.py`` times teacher against student in one process and writes
+``<out>/latency/latency.{md,json}``: errors against the reference, latencies and speed-ups.
+
+``--scale full`` runs the configs as committed. ``--scale cpu`` shortens them (:data:`CPU_SCALE`: 4,096
+collocation points, 3,000 Adam steps, 100 L-BFGS steps, the student's schedule over 1,500 steps) so the
+five problems finish in about an hour on two cores. Extra ``pdegen fit`` arguments after ``--`` go to
+every stage.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import os
+import subprocess
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path[:0] = [str(ROOT), str(ROOT / "tools")]
+
+import bench_latency  # noqa: E402
+
+from pdegen.pdes.pointwise import PROBLEMS  # noqa: E402
+
+CONFIGS = ROOT / "lightning_configs/kdpinn"
+CPU_SCALE = {
+    "both": ["--model.init_args.num_interior=4096", "--model.init_args.adam_steps=3000",
+             "--trainer.max_steps=3100", "--trainer.enable_progress_bar=false"],
+    "student": ["--model.init_args.schedule_steps=1500"],
+}
+SLOWEST_FIRST = ("taylor_green", "kovasznay", "burgers", "allen_cahn", "black_scholes")
+
+
+def stage_arguments(role: str, scale: str, extra: list[str]) -> list[str]:
+    """The ``pdegen fit`` overrides of a teacher or student stage at ``scale``."""
+    shrink = CPU_SCALE["both"] + (CPU_SCALE["student"] if role == "student" else []) if scale == "cpu" else []
+    return shrink + extra
+
+
+def train(problem: str, args: argparse.Namespace) -> str:
+    """Fit the teacher, then the student, of ``problem`` (finished stages skipped); returns a status line."""
+    logs = args.out / "logs"
+    env = os.environ | {"OMP_NUM_THREADS": str(args.threads), "MKL_NUM_THREADS": str(args.threads)}
+    for role in ("teacher", "student"):
+        done = logs / f"{problem}_{role}.done"
+        if done.is_file():
+            continue
+        command = [sys.executable, "-m", "pdegen.cli", "fit", "--config", str(CONFIGS / f"{problem}_{role}.yaml"),
+                   *stage_arguments(role, args.scale, args.extra)]
+        with open(logs / f"{problem}_{role}.log", "w") as log:
+            result = subprocess.run(command, cwd=args.out, env=env, stdout=log, stderr=subprocess.STDOUT)
+        if result.returncode:
+            return f"{problem}: {role} failed (exit {result.returncode}), see {logs / f'{problem}_{role}.log'}"
+        done.write_text(" ".join(command) + "\n")
+    return f"{problem}: teacher and student trained"
+
+
+def main(argv: list[str] | None = None) -> list[dict]:
+    argv = sys.argv[1:] if argv is None else argv
+    extra = argv[argv.index("--") + 1:] if "--" in argv else []
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--problems", nargs="+", choices=sorted(PROBLEMS), default=sorted(PROBLEMS))
+    parser.add_argument("--scale", choices=("cpu", "full"), default="cpu")
+    parser.add_argument("--out", type=Path, default=Path("runs/kdpinn_benchmark"))
+    parser.add_argument("--jobs", type=int, default=2, help="problems trained at once")
+    parser.add_argument("--threads", type=int, default=1, help="threads per training process")
+    parser.add_argument("--repeats", type=int, default=100, help="timed runs per latency figure")
+    parser.add_argument("--warmup", type=int, default=10, help="untimed runs before them")
+    args = parser.parse_args(argv[:argv.index("--")] if "--" in argv else argv)
+    if args.jobs < 1 or args.threads < 1:
+        parser.error(f"--jobs and --threads must be >= 1, got {args.jobs} and {args.threads}")
+    args.extra, args.out = extra, args.out.resolve()
+    (args.out / "logs").mkdir(parents=True, exist_ok=True)
+    order = sorted(args.problems, key=SLOWEST_FIRST.index)
+    with ThreadPoolExecutor(args.jobs) as pool:
+        statuses = list(pool.map(lambda p: train(p, args), order))
+    print("\n".join(statuses), flush=True)
+    trained = [p for p, status in zip(order, statuses) if status.endswith("trained")]
+    if len(trained) < len(order):
+        raise SystemExit("some stages failed: " + "; ".join(s for s in statuses if not s.endswith("trained")))
+    backends = ["eager", "torchscript"] + (["onnx"] if importlib.util.find_spec("onnxruntime") else [])
+    return bench_latency.main(["--problems", *sorted(trained), "--runs", str(args.out / "runs/kdpinn"),
+                               "--backends", *backends, "--repeats", str(args.repeats), "--warmup", str(args.warmup),
+                               "--out", str(args.out / "latency")])
+
+
+if __name__ == "__main__":
+    main()
