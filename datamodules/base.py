@@ -9,7 +9,7 @@ from pathlib import Path
 import lightning as L
 import torch
 from torch import Tensor
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, Sampler
 
 from pdegen.datagen import generate_dataset
 from pdegen.io import load_samples
@@ -30,13 +30,33 @@ class TensorSamples(Dataset):
         return self.data[index]
 
 
+class EpochShuffle(Sampler[int]):
+    """A random order of ``range(size)`` drawn from ``seed`` and the epoch (Lightning calls
+    :meth:`set_epoch` before each epoch): a run resumed from a checkpoint sees the batches the
+    uninterrupted run would have seen, which a global-RNG shuffle does not give."""
+
+    def __init__(self, size: int, seed: int) -> None:
+        self.size, self.seed, self.epoch = size, seed, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return self.size
+
+    def __iter__(self):
+        generator = torch.Generator().manual_seed(hash((self.seed, self.epoch)) % 2**63)
+        return iter(torch.randperm(self.size, generator=generator).tolist())
+
+
 class PDEDataModule(L.LightningDataModule):
     """Samples of one PDE in physical units, generated once into ``cache_dir`` or read from ``file``.
 
     ``generate_device``: where the reference solver runs ("auto": the GPU when there is one).
     Samples are kept in float64, as stored, so ground-truth residuals stay at round-off level;
     the model casts batches to its own precision. The split is a seeded permutation
-    (``split_seed``) into train/val/test fractions ``splits``.
+    (``split_seed``) into train/val/test fractions ``splits``; the training batches are shuffled by
+    ``seed`` and the epoch (:class:`EpochShuffle`), so a resumed fit sees the same batches.
     ``normalizer_stats`` gives the per-channel mean and std of the training split; the model
     copies them into its own buffers, so they travel in its checkpoint.
     """
@@ -105,8 +125,8 @@ class PDEDataModule(L.LightningDataModule):
         if len(dataset) == 0:
             raise ValueError(f"the {split} split is empty: raise num_samples or its fraction in `splits`")
         return DataLoader(dataset, batch_size=self.batch_size if shuffle else self.eval_batch_size,
-                          shuffle=shuffle, num_workers=self.num_workers, drop_last=False,
-                          persistent_workers=self.num_workers > 0)
+                          sampler=EpochShuffle(len(dataset), self.seed) if shuffle else None,
+                          num_workers=self.num_workers, drop_last=False, persistent_workers=self.num_workers > 0)
 
     def train_dataloader(self) -> DataLoader:
         return self._loader("train", shuffle=True)

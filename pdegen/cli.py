@@ -4,7 +4,8 @@
     pdegen test --config lightning_configs/quickstart/darcy.yaml --ckpt_path runs/quickstart/checkpoints/last.ckpt
 
 Any LightningModule and LightningDataModule is accepted by ``class_path`` (subclass mode); ``data`` may
-be left out for modules that supply their own dataloaders (the PINNs).
+be left out for modules that supply their own dataloaders (the PINNs). Every fit stops at the first
+NaN/inf training loss (:class:`~pdegen.callbacks.StopOnNonFiniteLoss`, options under ``nan_guard``).
 """
 
 from __future__ import annotations
@@ -13,11 +14,29 @@ import os
 from collections.abc import Sequence
 
 import lightning as L
-from lightning.pytorch.cli import LightningCLI
+import yaml
+from lightning.pytorch.cli import LightningCLI, SaveConfigCallback
+from lightning.pytorch.loggers import WandbLogger
+
+from pdegen.callbacks import StopOnNonFiniteLoss
+
+
+class SaveConfigToLoggers(SaveConfigCallback):
+    """Writes ``config.yaml`` to the log directory (as LightningCLI does) and puts the whole run config
+    into the config of every W&B run, so a dashboard shows the settings behind each curve."""
+
+    def save_config(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        config = yaml.safe_load(self.parser.dump(self.config, skip_none=False))
+        for logger in trainer.loggers:
+            if isinstance(logger, WandbLogger):
+                logger.experiment.config.update({"cli": config}, allow_val_change=True)
 
 
 class PdegenCLI(LightningCLI):
-    """LightningCLI with W&B kept offline unless a config switches it on."""
+    """LightningCLI with W&B kept offline unless a config switches it on, and the non-finite-loss stop."""
+
+    def add_arguments_to_parser(self, parser) -> None:
+        parser.add_lightning_class_args(StopOnNonFiniteLoss, "nan_guard")
 
     def before_instantiate_classes(self) -> None:
         os.environ.setdefault("WANDB_MODE", "offline")
@@ -28,6 +47,7 @@ def main(args: Sequence[str] | None = None, run: bool = True) -> PdegenCLI:
         L.LightningModule,
         None,  # any LightningDataModule by class_path, or none: PINNs make their own collocation points
         subclass_mode_model=True,
+        save_config_callback=SaveConfigToLoggers,
         save_config_kwargs={"overwrite": True},
         args=list(args) if args is not None else None,
         run=run,

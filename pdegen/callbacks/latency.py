@@ -9,19 +9,28 @@ from typing import Any
 
 import lightning as L
 import torch
+from lightning.pytorch.loggers import WandbLogger
 
 from pdegen.benchmarking import latency_ms, torch_threads
 from pdegen.io import write_text_atomic
+
+STATS = ("median_ms", "p90_ms", "median_ms_per_sample", "p90_ms_per_sample", "samples_per_s")
 
 
 class LatencyCallback(L.Callback):
     """At the end of ``pdegen test``, times ``module.latency_targets(batch_size)``: named callables, the
     module's own inference (``"model"``) and, for a student, its teacher's (``"teacher"``) on the same
-    inputs. For every batch size and thread count (0: torch's default, all cores), ``warmup`` untimed
-    then ``repeats`` timed calls give the median and p90 milliseconds per call (CUDA synchronised
-    around each call on a GPU). Logged as ``test/latency/<name>/b<batch>_t<threads>/{median_ms,p90_ms}``
-    and ``test/latency/speedup/b<batch>_t<threads>`` (teacher median / model median), and written to
-    ``latency.json`` in ``output_dir`` (default: the trainer's log directory).
+    inputs. For a generator one call draws ``batch_size`` samples (the student's teacher: its
+    ``latency_sampler`` from the same noise); for a PINN it evaluates ``batch_size`` query points.
+
+    For every batch size and thread count (0: torch's default, all cores), ``warmup`` untimed then
+    ``repeats`` timed calls give the median and p90 milliseconds per call (CUDA synchronised around
+    each call on a GPU), per sample (point) and the throughput. Logged as
+    ``test/latency/<name>/b<batch>_t<threads>/{median_ms,p90_ms,median_ms_per_sample,p90_ms_per_sample,
+    samples_per_s}``, ``test/latency/<name>/nfe`` (network evaluations per sample, from
+    ``module.latency_nfe()`` where it has one) and ``test/latency/speedup/b<batch>_t<threads>`` (teacher
+    median / model median); put in the summary of every W&B run, and written to ``latency.json`` in
+    ``output_dir`` (default: the trainer's log directory).
     """
 
     def __init__(self, batch_sizes: Sequence[int] = (1, 1000, 10000), threads: Sequence[int] = (1, 0),
@@ -47,7 +56,10 @@ class LatencyCallback(L.Callback):
                     for name, run in targets.items():
                         stats = latency_ms(run, self.warmup, self.repeats, sync=sync)
                         rows.append({"target": name, "batch_size": batch, "threads": threads,
-                                     "threads_used": used, **stats})
+                                     "threads_used": used, **stats,
+                                     "median_ms_per_sample": stats["median_ms"] / batch,
+                                     "p90_ms_per_sample": stats["p90_ms"] / batch,
+                                     "samples_per_s": 1e3 * batch / stats["median_ms"]})
         return rows
 
     def on_test_epoch_end(self, trainer: L.Trainer, module: L.LightningModule) -> None:
@@ -56,13 +68,20 @@ class LatencyCallback(L.Callback):
         for row in rows:
             key = f"b{row['batch_size']}_t{row['threads']}"
             medians[(row["target"], key)] = row["median_ms"]
-            for stat in ("median_ms", "p90_ms"):
+            for stat in STATS:
                 metrics[f"test/latency/{row['target']}/{key}/{stat}"] = row[stat]
         for (target, key), median in medians.items():
             if target == "teacher" and ("model", key) in medians:
                 metrics[f"test/latency/speedup/{key}"] = median / medians[("model", key)]
+        nfe = module.latency_nfe() if hasattr(module, "latency_nfe") else {}
+        metrics |= {f"test/latency/{target}/nfe": float(count) for target, count in nfe.items()}
         module.log_dict(metrics, batch_size=1)
+        if not trainer.is_global_zero:
+            return
+        for logger in trainer.loggers:
+            if isinstance(logger, WandbLogger):
+                logger.experiment.summary.update(metrics)
         out = Path(self.output_dir or trainer.log_dir or trainer.default_root_dir)
         summary = {"module": type(module).__name__, "device": str(module.device), "warmup": self.warmup,
-                   "repeats": self.repeats, "rows": rows}
+                   "repeats": self.repeats, "nfe": nfe, "rows": rows}
         write_text_atomic(out / "latency.json", json.dumps(summary, indent=2))

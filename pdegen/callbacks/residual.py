@@ -72,8 +72,9 @@ class PDEResidualCallback(Callback):
       an image for W&B/TensorBoard, else a PNG in ``output_dir``.
 
     The test epoch also writes ``metrics.json``, ``samples.png`` and ``report.md`` to ``output_dir``
-    (default: the trainer's log dir). The evaluation runs at the loop's last batch, so it sees the
-    EMA weights whatever the order of the callbacks.
+    (default: the trainer's log dir) and logs the metrics as the W&B table ``test/metrics``. The
+    evaluation runs at the loop's last batch, so it sees the EMA weights whatever the order of the
+    callbacks.
     """
 
     def __init__(self, num_samples: int = 64, every_n_epochs: int = 1, seed: int = 0, num_figure_samples: int = 4,
@@ -235,3 +236,7 @@ class PDEResidualCallback(Callback):
                                    "module": type(pl_module).__name__, "metrics": results}
         write_text_atomic(out / "metrics.json", json.dumps(summary, indent=2))
         write_report(out / "report.md", summary, figure_path)
+        for logger in trainer.loggers:
+            if isinstance(logger, WandbLogger):
+                logger.log_table(key="test/metrics", columns=["metric", "value"],
+                                 data=[[name, value] for name, value in results.items()])

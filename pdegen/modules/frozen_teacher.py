@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -102,6 +103,18 @@ class TeacherMixin:
         """Teacher network evaluations per reference sample."""
         sigmas = self.reference_sigmas
         return sampler_nfe(sampler, len(sigmas) - 1, ends_at_zero=bool(sigmas[-1] == 0))
+
+    latency_sampler = "heun"
+    """The teacher sampler :meth:`latency_targets` times beside the student."""
+
+    def latency_targets(self, batch_size: int) -> dict[str, Callable[[], Tensor]]:
+        """The student's batch of samples and its teacher's (:attr:`latency_sampler` on
+        :attr:`reference_sigmas`) from the same noise."""
+        return super().latency_targets(batch_size) | {"teacher": lambda: self.reference_sample(
+            batch_size, self._latency_seed(), sampler=self.latency_sampler, batch_size=batch_size)}
+
+    def latency_nfe(self) -> dict[str, int]:
+        return super().latency_nfe() | {"teacher": self.reference_nfe(self.latency_sampler)}
 
     def train(self, mode: bool = True):
         """The teacher stays in eval mode (no dropout) whatever the student's mode."""

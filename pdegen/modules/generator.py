@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import inspect
 import os
+import pickle
 import warnings
 from collections.abc import Callable
 from typing import Any
@@ -37,10 +38,18 @@ def save_init_arguments(module: Any, frame: Any, ignore: list[str] | None = None
 def load_module(cls: type, path: str | os.PathLike) -> Any:
     """``cls.load_from_checkpoint(path)`` on the CPU from inside another module's ``__init__``: LightningCLI
     builds a module inside a context that hands *its* arguments to every save_hyperparameters call, so
-    the loaded module must record its own."""
+    the loaded module must record its own.
+
+    Loads with ``weights_only=True`` (tensors and plain containers: what pdegen checkpoints hold); a
+    file that pickles other Python objects, which could run code, is refused with an error saying so."""
     token = _given_hyperparameters.set(None)
     try:
-        return cls.load_from_checkpoint(path, map_location="cpu")
+        return cls.load_from_checkpoint(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as error:
+        raise pickle.UnpicklingError(
+            f"{os.fspath(path)!r} pickles Python objects beyond tensors and plain containers, which can run "
+            "arbitrary code when loaded, so it was not loaded. If you trust its source, load it yourself with "
+            f"{cls.__name__}.load_from_checkpoint(path, weights_only=False). ({error})") from error
     finally:
         _given_hyperparameters.reset(token)
 
@@ -214,6 +223,19 @@ class GeneratorMixin:
         encoded = self.normalizer.encode(observed.to(self.device, torch.float64))
         return self.sample_with(lambda noise, y, m: self.generate_task_normalized(noise, y, m, task),
                                 observed.shape[0], generator, batch_size, conditions=(encoded, mask.bool()))
+
+    # ------------------------------------------------------------------ latency
+    def latency_targets(self, batch_size: int) -> dict[str, Callable[[], Tensor]]:
+        """What :class:`~pdegen.callbacks.LatencyCallback` times: one batch of ``batch_size`` samples
+        (fixed noise seed), drawn as :meth:`sample` draws them."""
+        return {"model": lambda: self.sample(batch_size, self._latency_seed(), batch_size=batch_size)}
+
+    def latency_nfe(self) -> dict[str, int]:
+        """Network evaluations per sample of each :meth:`latency_targets` entry."""
+        return {"model": self.nfe}
+
+    def _latency_seed(self) -> torch.Generator:
+        return torch.Generator(device=self.device).manual_seed(0)
 
     def predict_step(self, batch: Tensor, batch_idx: int) -> Tensor:
         """Generated samples, as many as the batch holds, seeded by the batch index."""

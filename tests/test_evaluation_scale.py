@@ -1,0 +1,153 @@
+"""Evaluation and scale: latency of generators, NaN stops, W&B offline runs."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import lightning as L
+import pytest
+import torch
+
+from pdegen.callbacks import LatencyCallback, NonFiniteLossError, StopOnNonFiniteLoss
+from pdegen.modules import DiffusionTeacher, PIDStudent
+from pdegen.nets import UNet
+from pdegen.pdes import Darcy
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def tiny_teacher(num_steps: int = 6) -> DiffusionTeacher:
+    torch.manual_seed(0)
+    pde = Darcy(resolution=8)
+    teacher = DiffusionTeacher(UNet(channels=2, base_channels=8, channel_mults=[1, 2]), num_steps=num_steps)
+    teacher.attach_pde(pde)
+    return teacher
+
+
+class _OneBatch(L.LightningDataModule):
+    def test_dataloader(self):
+        return torch.utils.data.DataLoader(torch.zeros(2, 2, 8, 8), batch_size=2)
+
+
+def test_generator_latency_reports_nfe_per_sample_times_and_the_teachers_speedup(tmp_path):
+    teacher = tiny_teacher()
+    student = PIDStudent(teacher, num_points=6)
+    callback = LatencyCallback(batch_sizes=[1, 4], threads=[1], warmup=1, repeats=3, output_dir=str(tmp_path))
+    rows = callback.measure(student)
+    assert {(r["target"], r["batch_size"]) for r in rows} == {(t, b) for t in ("model", "teacher") for b in (1, 4)}
+    for row in rows:
+        assert row["median_ms_per_sample"] == pytest.approx(row["median_ms"] / row["batch_size"])
+        assert row["samples_per_s"] == pytest.approx(1e3 * row["batch_size"] / row["median_ms"])
+    assert student.latency_nfe() == {"model": 1, "teacher": student.reference_nfe("heun")}
+
+    trainer = L.Trainer(accelerator="cpu", logger=False, callbacks=[callback], enable_progress_bar=False)
+    trainer.test(student, datamodule=_OneBatch())
+    metrics = trainer.callback_metrics
+    assert metrics["test/latency/model/nfe"] == 1 and metrics["test/latency/teacher/nfe"] == 10
+    assert metrics["test/latency/speedup/b4_t1"] > 1, "one network evaluation beats Heun's ten (5 intervals)"
+    saved = json.loads((tmp_path / "latency.json").read_text())
+    assert saved["nfe"] == {"model": 1, "teacher": 10} and len(saved["rows"]) == 4
+    assert tiny_teacher(num_steps=4).latency_nfe() == {"model": 7}
+
+
+class _BlowsUp(L.LightningModule):
+    """A linear fit whose loss becomes NaN at its ``nan_at``-th optimizer step."""
+
+    def __init__(self, nan_at: int) -> None:
+        super().__init__()
+        self.layer, self.nan_at = torch.nn.Linear(2, 1), nan_at
+
+    def training_step(self, batch, batch_idx):
+        loss = self.layer(batch).square().mean()
+        return loss * float("nan") if self.global_step + 1 == self.nan_at else loss
+
+    def train_dataloader(self):
+        return torch.utils.data.DataLoader(torch.randn(64, 2), batch_size=4)
+
+    def configure_optimizers(self):
+        return torch.optim.SGD(self.parameters(), lr=0.01)
+
+
+def test_nan_loss_stops_the_fit_naming_the_step_and_the_last_good_checkpoint(tmp_path):
+    checkpoints = L.pytorch.callbacks.ModelCheckpoint(dirpath=tmp_path, every_n_train_steps=2, save_last=True)
+    trainer = L.Trainer(accelerator="cpu", max_epochs=1, logger=False, enable_progress_bar=False,
+                        callbacks=[checkpoints, StopOnNonFiniteLoss()])
+    with pytest.raises(NonFiniteLossError, match=r"\(nan\) in optimizer step 7 \(epoch 0, batch 6\); the last good "
+                                                 rf"checkpoint is {tmp_path / 'last.ckpt'}"):
+        trainer.fit(_BlowsUp(nan_at=7))
+    saved = torch.load(tmp_path / "last.ckpt", weights_only=True)
+    assert saved["global_step"] == 6 and all(torch.isfinite(w).all() for w in saved["state_dict"].values())
+
+    trainer = L.Trainer(accelerator="cpu", max_epochs=1, logger=False, enable_progress_bar=False,
+                        enable_checkpointing=False, callbacks=[StopOnNonFiniteLoss(check_every_n_steps=3)])
+    with pytest.raises(NonFiniteLossError, match="no checkpoint was written before it"):
+        trainer.fit(_BlowsUp(nan_at=3))
+    with pytest.raises(ValueError, match="check_every_n_steps must be >= 1"):
+        StopOnNonFiniteLoss(0)
+
+
+def test_every_pdegen_fit_carries_the_nan_guard(workdir):
+    from pdegen.cli import main
+
+    config = ROOT / "lightning_configs/kdpinn/burgers_teacher.yaml"
+    cli = main(["--config", str(config), "--nan_guard.check_every_n_steps=5"], run=False)
+    (guard,) = [c for c in cli.trainer.callbacks if isinstance(c, StopOnNonFiniteLoss)]
+    assert guard.check_every_n_steps == 5
+
+
+TINY_TEACHER = [
+    "--data.init_args.pde.init_args.resolution=16", "--data.init_args.num_samples=24",
+    "--data.init_args.batch_size=8", "--trainer.max_epochs=1", "--trainer.limit_train_batches=2",
+    "--trainer.check_val_every_n_epoch=1", "--trainer.enable_progress_bar=false",
+    "--model.init_args.net.init_args.base_channels=8", "--model.init_args.num_steps=4",
+    "--trainer.callbacks.init_args.num_samples=8", "--trainer.callbacks.init_args.every_n_epochs=1",
+]
+
+
+def test_wandb_offline_run_holds_the_config_metrics_images_and_final_table(workdir):
+    configs = ["--config", str(ROOT / "lightning_configs/quickstart/darcy.yaml"),
+               "--config", str(ROOT / "lightning_configs/logger/wandb.yaml")]
+    for command in (["fit"], ["test", "--ckpt_path", "runs/quickstart/checkpoints/last.ckpt"]):
+        # one process per command, as on a compute node (a W&B run is finished when its process ends)
+        subprocess.run([sys.executable, "-m", "pdegen.cli", command[0], *configs, *TINY_TEACHER, *command[1:]],
+                       cwd=workdir, check=True, capture_output=True,
+                       env={k: v for k, v in os.environ.items() if k != "WANDB_MODE"})  # no login, no server
+    runs = sorted((workdir / "runs/wandb").glob("offline-run-*"))
+    assert len(runs) == 2, "fit and test each leave one offline run to `wandb sync`"
+    # an offline run's records (config, history, summary) are protobuf in run-<id>.wandb: their keys are in it
+    fit_run, test_run = ((run, next(run.glob("run-*.wandb")).read_bytes()) for run in runs)
+    for _, records in (fit_run, test_run):
+        assert b"cli" in records and b"DiffusionTeacher" in records and b"base_channels" in records, "the CLI config"
+    assert b"val/gen/residual_interior_rel" in fit_run[1], "the residual callback's metrics"
+    assert list((fit_run[0] / "files/media/images/val").glob("samples_*.png")), "the sample figure as an image"
+    assert b"test/gen/mmse/u" in test_run[1] and b"test/metrics" in test_run[1]
+    (table,) = (test_run[0] / "files/media/table/test").glob("metrics_*.table.json")
+    rows = dict(json.loads(table.read_text())["data"])
+    assert rows["gen/residual_interior_rel"] > 0 and "gt/mmse/u" in rows, "the final metric table"
+
+
+def test_a_fit_resumed_from_last_ends_where_the_uninterrupted_fit_ends(tmp_path, monkeypatch):
+    from pdegen.cli import main
+
+    config = ["--config", str(ROOT / "lightning_configs/quickstart/darcy.yaml"), *TINY_TEACHER,
+              "--trainer.limit_train_batches=3", "--trainer.callbacks.init_args.every_n_epochs=2"]
+    finals = {}
+    for run, stops in (("straight", [4]), ("resumed", [2, 4])):
+        (tmp_path / run).mkdir()
+        monkeypatch.chdir(tmp_path / run)
+        for i, epochs in enumerate(stops):
+            resume = ["--ckpt_path", "last"] if i else []
+            cli = main(["fit", *config, f"--trainer.max_epochs={epochs}", *resume])
+            assert cli.trainer.global_step == 3 * epochs
+        finals[run] = torch.load("runs/quickstart/checkpoints/last.ckpt", weights_only=True)
+    straight, resumed = finals["straight"], finals["resumed"]
+    assert straight["global_step"] == resumed["global_step"] == 12
+    # with EMAWeightAveraging the state_dict holds the averaged weights, current_model_state the trained ones
+    for part in ("state_dict", "current_model_state"):
+        assert straight[part].keys() == resumed[part].keys()
+        for name, value in straight[part].items():
+            torch.testing.assert_close(resumed[part][name], value, rtol=0, atol=0, msg=f"{part}: {name}")
