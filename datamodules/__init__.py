@@ -1,6 +1,6 @@
 """LightningDataModules: generate-or-load PDE datasets, cache to HDF5, split, normalise."""
 
-from .base import PDEDataModule, TensorSamples
+from .base import EpochShuffle, PDEDataModule, TensorSamples
 from .families import (
     BurgersDataModule,
     DarcyDataModule,
@@ -10,6 +10,8 @@ from .families import (
     KSDataModule,
     PoissonDataModule,
 )
+from .request import SampleRequest
 
-__all__ = ["BurgersDataModule", "DarcyDataModule", "DarcyPIDMDataModule", "HelmholtzDataModule",
-           "KSDataModule", "KolmogorovDataModule", "PDEDataModule", "PoissonDataModule", "TensorSamples"]
+__all__ = ["BurgersDataModule", "DarcyDataModule", "DarcyPIDMDataModule", "EpochShuffle", "HelmholtzDataModule",
+           "KSDataModule", "KolmogorovDataModule", "PDEDataModule", "PoissonDataModule", "SampleRequest",
+           "TensorSamples"]

@@ -151,3 +151,37 @@ def test_a_fit_resumed_from_last_ends_where_the_uninterrupted_fit_ends(tmp_path,
         assert straight[part].keys() == resumed[part].keys()
         for name, value in straight[part].items():
             torch.testing.assert_close(resumed[part][name], value, rtol=0, atol=0, msg=f"{part}: {name}")
+
+
+def test_predict_writes_n_generated_samples_as_a_dataset_file(workdir):
+    from pdegen.cli import main
+    from pdegen.io import load_samples
+
+    config = ["--config", str(ROOT / "lightning_configs/quickstart/darcy.yaml"), *TINY_TEACHER]
+    fit = main(["fit", *config])
+    request = ["--data", "datamodules.SampleRequest", "--data.num_samples=10", "--data.batch_size=4",
+               "--trainer.callbacks+=pdegen.callbacks.SampleWriter", "--trainer.callbacks.path=generated/darcy.h5"]
+    main(["predict", *config, *request, "--ckpt_path", "last"])
+    samples, info = load_samples(workdir / "generated/darcy.h5", dtype=torch.float64)
+    assert samples.shape == (10, 2, 16, 16) and info.pde.describe() == fit.model.pde.describe()
+    assert info.attrs["module"] == "DiffusionTeacher" and info.attrs["nfe"] == 7
+    assert info.attrs["checkpoint"].endswith("last.ckpt")
+    teacher = DiffusionTeacher.load_from_checkpoint(workdir / "runs/quickstart/checkpoints/last.ckpt")
+    seed = hash((0, 4)) % 2**63  # the second batch: request seed 0, first index 4
+    expected = teacher.sample(4, generator=torch.Generator().manual_seed(seed))
+    # in index order, each batch seeded by its first index, in the physical units sample() returns
+    torch.testing.assert_close(samples[4:8], expected)
+
+
+@pytest.mark.parametrize("script", sorted((ROOT / "tools/slurm").glob("*.sbatch")), ids=lambda p: p.stem)
+def test_slurm_templates_are_valid_bash_with_one_task_per_gpu_and_requeue(script):
+    subprocess.run(["bash", "-n", str(script)], check=True)
+    text = script.read_text()
+    header = dict(line.removeprefix("#SBATCH --").partition("=")[::2] for line in text.splitlines()
+                  if line.startswith("#SBATCH --"))
+    if script.stem.startswith("train"):
+        assert header["gres"] == f"gpu:{header['ntasks-per-node']}", "Lightning under SLURM: one task per GPU"
+        assert header["signal"] == "SIGUSR1@90" and "requeue" in header, "SIGUSR1 -> checkpoint -> requeue"
+        assert "srun pdegen fit" in text and "--trainer.strategy=ddp" in text
+    else:
+        assert "--shard \"$SHARD\" --num-shards \"$SHARDS\"" in text and "pdegen-data merge" in text

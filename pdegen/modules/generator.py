@@ -238,6 +238,12 @@ class GeneratorMixin:
         return torch.Generator(device=self.device).manual_seed(0)
 
     def predict_step(self, batch: Tensor, batch_idx: int) -> Tensor:
-        """Generated samples, as many as the batch holds, seeded by the batch index."""
-        generator = torch.Generator(device=self.device).manual_seed(batch_idx)
-        return self.sample(batch.shape[0], generator=generator)
+        """Generated samples in physical units, as many as the batch holds. A batch of sample indices
+        (:class:`datamodules.SampleRequest`) seeds the noise by its request seed and first index, so
+        the samples do not depend on the number of processes; any other batch by the batch index."""
+        datamodule = getattr(self.trainer, "datamodule", None) if self._trainer is not None else None
+        if batch.ndim == 1 and not batch.is_floating_point():
+            seed = hash((getattr(datamodule, "seed", 0), int(batch[0]))) % 2**63
+        else:
+            seed = batch_idx
+        return self.sample(batch.shape[0], generator=torch.Generator(device=self.device).manual_seed(seed))
