@@ -22,7 +22,12 @@ def needs_teacher(config: Path) -> bool:
     return config.parent.name in ("pid", "piddm", "kdpinn") or config.stem.startswith(("pid_", "piddm_"))
 
 
-EXPERIMENTS = [c for c in CONFIGS if c not in PIECES and not needs_teacher(c)]
+def is_features(config: Path) -> bool:
+    """Feature-extractor configs: tests/test_fid.py runs them."""
+    return config.parent.name == "features" or config.stem.startswith("features_")
+
+
+EXPERIMENTS = [c for c in CONFIGS if c not in PIECES and not needs_teacher(c) and not is_features(c)]
 QUICKSTART = str(ROOT / "lightning_configs/quickstart/darcy.yaml")
 
 # a tiny quickstart: 16² Darcy, a small U-Net, 2 epochs of 2 batches

@@ -8,12 +8,12 @@ from typing import Any
 
 import lightning as L
 import torch
-from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.loggers import TensorBoardLogger, WandbLogger
 from lightning.pytorch.utilities import rank_zero_only
 from torch import Tensor
 
 from pdegen.benchmarking import best_time
+from pdegen.callbacks.heldout import HeldOutEvaluation
 from pdegen.io import write_text_atomic
 from pdegen.metrics import MomentErrors, PDEResidualNorm
 from pdegen.plotting import close_figure, figure_to_array, sample_figure, save_figure
@@ -50,7 +50,7 @@ class _StageState:
         self.count += len(batch)
 
 
-class PDEResidualCallback(Callback):
+class PDEResidualCallback(HeldOutEvaluation):
     """At the end of each validation (every ``every_n_epochs``) and test epoch, draw
     ``num_samples`` samples from the module (``pl_module.sample``, EMA weights when the
     weight-averaging callback is on) and log, next to the same figures for up to
@@ -82,8 +82,8 @@ class PDEResidualCallback(Callback):
                  teacher_samplers: list[str] = ["euler", "heun"]) -> None:
         if num_samples < 2:
             raise ValueError(f"num_samples must be at least 2 for ensemble statistics, got {num_samples}")
+        super().__init__(every_n_epochs)
         self.num_samples = num_samples
-        self.every_n_epochs = every_n_epochs
         self.seed = seed
         self.num_figure_samples = num_figure_samples
         self.output_dir = output_dir
@@ -93,40 +93,15 @@ class PDEResidualCallback(Callback):
         self._state: _StageState | None = None
         self.last_results: dict[str, float] = {}
 
-    def _active(self, trainer: L.Trainer, stage: str) -> bool:
-        if stage == "test":
-            return True
-        return not trainer.sanity_checking and (trainer.current_epoch + 1) % self.every_n_epochs == 0
+    def begin(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        if getattr(pl_module, "pde", None) is None:
+            raise RuntimeError("PDEResidualCallback needs a generator module with a PDE attached "
+                               "(a DataModule that has `pde`, or a pdegen checkpoint)")
+        sides = ["gen", "gt", *(f"teacher_{name}" for name in self._samplers_for(pl_module))]
+        self._state = _StageState(pl_module.pde, pl_module.device, self.num_figure_samples, sides)
 
-    def _start(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
-        self._state = None
-        if self._active(trainer, stage):
-            if getattr(pl_module, "pde", None) is None:
-                raise RuntimeError("PDEResidualCallback needs a generator module with a PDE attached "
-                                   "(a DataModule that has `pde`, or a pdegen checkpoint)")
-            sides = ["gen", "gt", *(f"teacher_{name}" for name in self._samplers_for(pl_module))]
-            self._state = _StageState(pl_module.pde, pl_module.device, self.num_figure_samples, sides)
-
-    def _batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, batch: Tensor, batch_idx: int,
-                   num_batches: int, stage: str) -> None:
-        if self._state is None:
-            return
+    def add_reference(self, batch: Tensor) -> None:
         self._state.add_reference(batch, self.num_samples)
-        if batch_idx == num_batches - 1:
-            self._evaluate(trainer, pl_module, stage)
-            self._state = None
-
-    def on_validation_epoch_start(self, trainer, pl_module) -> None:
-        self._start(trainer, pl_module, "val")
-
-    def on_test_epoch_start(self, trainer, pl_module) -> None:
-        self._start(trainer, pl_module, "test")
-
-    def on_validation_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0) -> None:
-        self._batch_end(trainer, pl_module, batch, batch_idx, trainer.num_val_batches[dataloader_idx], "val")
-
-    def on_test_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0) -> None:
-        self._batch_end(trainer, pl_module, batch, batch_idx, trainer.num_test_batches[dataloader_idx], "test")
 
     # ------------------------------------------------------------------ evaluation
     def _samplers_for(self, pl_module: L.LightningModule) -> list[str]:
@@ -146,7 +121,7 @@ class PDEResidualCallback(Callback):
                 pl_module, lambda: pl_module.reference_sample(self.num_samples, generator=generator, sampler=sampler))
         return self._references[key]
 
-    def _evaluate(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+    def evaluate(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
         state, pde = self._state, pl_module.pde
         seed = self.seed + trainer.global_rank
         generator = torch.Generator(device=pl_module.device).manual_seed(seed)
@@ -185,6 +160,7 @@ class PDEResidualCallback(Callback):
         figure_path = self._figure(trainer, pl_module, stage, sets, state)
         if stage == "test":
             self._write_test_outputs(trainer, pl_module, results, figure_path)
+        self._state = None
 
     def _independent_ground_truth(self, trainer: L.Trainer, pl_module: L.LightningModule) -> Tensor | None:
         """The first ``num_samples`` training samples: a ground-truth set independent of the held-out one,

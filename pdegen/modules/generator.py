@@ -54,25 +54,21 @@ def load_module(cls: type, path: str | os.PathLike) -> Any:
         _given_hyperparameters.reset(token)
 
 
-class GeneratorMixin:
-    """Mix into a LightningModule before ``L.LightningModule``; call :meth:`init_generator` in ``__init__``."""
-
-    nfe: int
-    """Network evaluations per sample."""
+class FieldModuleMixin:
+    """A module of one PDE's sampled fields: the PDE (from the DataModule at ``setup``, or from its
+    checkpoint), a per-channel normaliser fitted on the training split and saved in the checkpoint,
+    and ``optimizer``/``lr_scheduler`` callables from the YAML. Mix in before ``L.LightningModule``;
+    call :meth:`init_fields` in ``__init__``."""
 
     def save_init_arguments(self, ignore: list[str] | None = None) -> None:
         save_init_arguments(self, inspect.currentframe().f_back, ignore)
 
-    def init_generator(self, num_channels: int) -> None:
+    def init_fields(self, num_channels: int) -> None:
         self.normalizer = ChannelNormalizer(num_channels)
         self.pde: PDE | None = None
 
-    def generate_normalized(self, noise: Tensor) -> Tensor:
-        raise NotImplementedError
-
-    # ------------------------------------------------------------------ wiring to data and checkpoints
     def attach_pde(self, pde: PDE) -> None:
-        """Sample this PDE's layout; the network's channel count must match it."""
+        """Take this PDE's layout; the network's channel count must match it."""
         if pde.num_channels != self.normalizer.num_channels:
             raise ValueError(
                 f"wrong channel count: {pde.name} has {pde.num_channels} channels {pde.channels}, but the network "
@@ -103,6 +99,25 @@ class GeneratorMixin:
     def check_batch(self, batch: Tensor) -> None:
         if self.pde is not None:
             self.pde.check_sample(batch)
+
+    def configure_optimizers(self) -> Any:
+        """``optimizer`` (and ``lr_scheduler``) callables from the YAML, over the trainable parameters only."""
+        optimizer = self.optimizer([p for p in self.parameters() if p.requires_grad])
+        if self.lr_scheduler is None:
+            return optimizer
+        return {"optimizer": optimizer, "lr_scheduler": self.lr_scheduler(optimizer)}
+
+
+class GeneratorMixin(FieldModuleMixin):
+    """A :class:`FieldModuleMixin` that generates samples; call :meth:`init_generator` in ``__init__``."""
+
+    nfe: int
+    """Network evaluations per sample."""
+
+    init_generator = FieldModuleMixin.init_fields
+
+    def generate_normalized(self, noise: Tensor) -> Tensor:
+        raise NotImplementedError
 
     # ------------------------------------------------------------------ training
     def _loss(self, batch: Tensor, generator: torch.Generator | None = None) -> Tensor:
@@ -156,13 +171,6 @@ class GeneratorMixin:
 
     def test_step(self, batch: Tensor, batch_idx: int) -> Tensor:
         return self._eval_step(batch, batch_idx, "test")
-
-    def configure_optimizers(self) -> Any:
-        """``optimizer`` (and ``lr_scheduler``) callables from the YAML, over the trainable parameters only."""
-        optimizer = self.optimizer([p for p in self.parameters() if p.requires_grad])
-        if self.lr_scheduler is None:
-            return optimizer
-        return {"optimizer": optimizer, "lr_scheduler": self.lr_scheduler(optimizer)}
 
     # ------------------------------------------------------------------ sampling
     @property
