@@ -8,6 +8,7 @@ from pathlib import Path
 
 import lightning as L
 import torch
+from lightning.pytorch.overrides.distributed import UnrepeatedDistributedSampler
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, Sampler
 
@@ -49,6 +50,15 @@ class EpochShuffle(Sampler[int]):
         return iter(torch.randperm(self.size, generator=generator).tolist())
 
 
+def _evaluation_sampler(dataset: Dataset) -> Sampler | None:
+    """Under DDP, each rank's share of an evaluation split with no sample repeated (Lightning's default
+    sampler pads the last shard with repeats, which would count them twice in the metrics)."""
+    distributed = torch.distributed.is_available() and torch.distributed.is_initialized()
+    if distributed and torch.distributed.get_world_size() > 1:
+        return UnrepeatedDistributedSampler(dataset, shuffle=False)
+    return None
+
+
 class PDEDataModule(L.LightningDataModule):
     """Samples of one PDE in physical units, generated once into ``cache_dir`` or read from ``file``.
 
@@ -56,7 +66,9 @@ class PDEDataModule(L.LightningDataModule):
     Samples are kept in float64, as stored, so ground-truth residuals stay at round-off level;
     the model casts batches to its own precision. The split is a seeded permutation
     (``split_seed``) into train/val/test fractions ``splits``; the training batches are shuffled by
-    ``seed`` and the epoch (:class:`EpochShuffle`), so a resumed fit sees the same batches.
+    ``seed`` and the epoch (:class:`EpochShuffle`), so a resumed fit sees the same batches. Under DDP
+    the file is generated once, by global rank 0 (``cache_dir`` must be on a filesystem every node
+    sees), and read by every rank; the evaluation splits are sharded without repeats.
     ``normalizer_stats`` gives the per-channel mean and std of the training split; the model
     copies them into its own buffers, so they travel in its checkpoint.
     """
@@ -66,6 +78,7 @@ class PDEDataModule(L.LightningDataModule):
                  split_seed: int = 0, batch_size: int = 32, eval_batch_size: int | None = None,
                  num_workers: int = 0, generate_device: str = "auto") -> None:
         super().__init__()
+        self.prepare_data_per_node = False  # generated once, by global rank 0, into a shared cache_dir
         if len(splits) != 3 or any(s < 0 for s in splits) or abs(sum(splits) - 1.0) > 1e-6:
             raise ValueError(f"splits must be three non-negative fractions summing to 1, got {splits}")
         if num_samples < 3 and file is None:
@@ -125,7 +138,7 @@ class PDEDataModule(L.LightningDataModule):
         if len(dataset) == 0:
             raise ValueError(f"the {split} split is empty: raise num_samples or its fraction in `splits`")
         return DataLoader(dataset, batch_size=self.batch_size if shuffle else self.eval_batch_size,
-                          sampler=EpochShuffle(len(dataset), self.seed) if shuffle else None,
+                          sampler=EpochShuffle(len(dataset), self.seed) if shuffle else _evaluation_sampler(dataset),
                           num_workers=self.num_workers, drop_last=False, persistent_workers=self.num_workers > 0)
 
     def train_dataloader(self) -> DataLoader:
