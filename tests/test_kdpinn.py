@@ -284,3 +284,9 @@ def test_kdpinn_benchmark_trains_both_stages_through_the_cli_then_reuses_them(tm
     tool.main(argv)
     assert done.stat().st_mtime_ns == stamp, "finished stages are reused"
     assert (out / "latency/latency.md").read_text().count("| black_scholes |") >= 2
+
+
+def test_pinns_refuse_16_bit_precision(workdir):
+    with pytest.raises(ValueError, match="second derivatives by autograd.*precision 32"):
+        main(["fit", "--config", str(KDPINN_CONFIGS / "burgers_teacher.yaml"), *TINY_RUN,
+              "--config", str(ROOT / "lightning_configs/trainer/bf16.yaml")])

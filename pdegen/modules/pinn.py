@@ -118,6 +118,12 @@ class PhysicsInformedModule(L.LightningModule):
     def points(self) -> dict[str, Tensor]:
         return {name: getattr(self, f"points_{name}") for name in ("pde", *self.problem.conditions)}
 
+    def setup(self, stage: str) -> None:
+        precision = str(self.trainer.precision)
+        if "16" in precision:
+            raise ValueError(f"trainer.precision {precision!r}: PINN residuals take second derivatives by autograd, "
+                             "which 16-bit formats ruin; use precision 32 (or 64) for PINNs")
+
     def on_train_epoch_start(self) -> None:
         every = self.resample_every_n_epochs
         if every and self.current_epoch and self.current_epoch % every == 0:
