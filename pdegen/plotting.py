@@ -45,6 +45,24 @@ def sample_figure(rows: dict[str, tuple[Tensor, Tensor]], channels: Sequence[str
     return fig
 
 
+def spectrum_figure(spectra: dict[str, tuple[Tensor, Tensor]], channels: Sequence[str]):
+    """Log-log radially averaged power spectra, one panel per channel, one line per named set.
+
+    ``spectra`` maps a set's name to ``(wavenumbers (K,), mean power (C, K))``; k = 0 (the mean) is
+    left out of the axes."""
+    fig, axes = plt.subplots(1, len(channels), figsize=(3.4 * len(channels), 2.8), squeeze=False,
+                             constrained_layout=True)
+    for c, channel in enumerate(channels):
+        ax = axes[0, c]
+        for name, (k, power) in spectra.items():
+            ax.loglog(k[1:].cpu().numpy(), power[c, 1:].detach().cpu().double().numpy(), label=name)
+        ax.set_title(channel, fontsize=9)
+        ax.set_xlabel("wavenumber k (grid units)", fontsize=8)
+    axes[0, 0].set_ylabel("power", fontsize=8)
+    axes[0, 0].legend(fontsize=7)
+    return fig
+
+
 def save_figure(fig, path: str | Path) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -12,7 +12,7 @@ import lightning as L
 import pytest
 import torch
 
-from pdegen.callbacks import LatencyCallback, NonFiniteLossError, StopOnNonFiniteLoss
+from pdegen.callbacks import LatencyCallback, NonFiniteLossError, SampleFigures, StopOnNonFiniteLoss
 from pdegen.modules import DiffusionTeacher, PIDStudent
 from pdegen.nets import UNet
 from pdegen.pdes import Darcy
@@ -222,3 +222,33 @@ def test_two_process_gloo_test_run_logs_what_one_process_computes_on_the_same_sa
     for i, channel in enumerate(teacher.pde.channels):
         assert logged[f"gen/mmse/{channel}"] == pytest.approx(float(expected["mmse"][i]), rel=1e-4)
         assert logged[f"gen/smse/{channel}"] == pytest.approx(float(expected["smse"][i]), rel=1e-4)
+
+
+def test_radial_power_spectrum_obeys_parseval_and_puts_a_plane_wave_in_its_shell():
+    from pdegen.metrics import radial_power_spectrum
+
+    g = torch.Generator().manual_seed(0)
+    fields = torch.randn(3, 2, 24, 32, generator=g, dtype=torch.float64)
+    k, power = radial_power_spectrum(fields)
+    assert power.shape == (3, 2, len(k)) and k[0] == 0
+    torch.testing.assert_close(power.sum(-1), fields.square().mean((-2, -1)))
+    y, x = torch.meshgrid(torch.arange(24.0), torch.arange(32.0), indexing="ij")
+    wave = torch.cos(2 * torch.pi * (3 * y / 24 + 4 * x / 32)).double()  # |k| = 5
+    _, single = radial_power_spectrum(wave)
+    assert single.argmax() == 5 and single[5] == pytest.approx(0.5) and single.sum() == pytest.approx(0.5)
+
+
+def test_sample_figures_write_sample_grids_and_spectra_for_the_csv_logger(workdir):
+    from pdegen.cli import main
+
+    config = ["--config", str(ROOT / "lightning_configs/quickstart/darcy.yaml"), *TINY_TEACHER,
+              "--trainer.callbacks+=pdegen.callbacks.SampleFigures", "--trainer.callbacks.num_samples=6",
+              "--trainer.callbacks.output_dir=figures"]
+    main(["fit", *config])
+    main(["test", *config, "--ckpt_path", "last"])
+    written = sorted(p.name for p in (workdir / "figures").glob("*.png"))
+    assert written == ["test_samples_epoch0000.png", "test_spectra_epoch0000.png", "val_samples_epoch0000.png",
+                       "val_spectra_epoch0000.png"]
+    assert all((workdir / "figures" / name).stat().st_size > 10_000 for name in written)
+    with pytest.raises(ValueError, match="num_columns <= num_samples"):
+        SampleFigures(num_samples=2, num_columns=4)

@@ -8,23 +8,16 @@ from typing import Any
 
 import lightning as L
 import torch
-from lightning.pytorch.loggers import TensorBoardLogger, WandbLogger
+from lightning.pytorch.loggers import WandbLogger
 from lightning.pytorch.utilities import rank_zero_only
 from torch import Tensor
 
 from pdegen.benchmarking import best_time
-from pdegen.callbacks.heldout import HeldOutEvaluation
+from pdegen.callbacks.heldout import HeldOutEvaluation, last_plane, publish_figure
 from pdegen.io import write_text_atomic
 from pdegen.metrics import MomentErrors, PDEResidualNorm
-from pdegen.plotting import close_figure, figure_to_array, sample_figure, save_figure
+from pdegen.plotting import sample_figure
 from pdegen.report import write_report
-
-
-def _last_plane(x: Tensor) -> Tensor:
-    """``(B, C, *grid)`` -> ``(B, C, H, W)``: the last 2-D plane (e.g. the final state of a 3-D trajectory)."""
-    while x.ndim > 4:
-        x = x[:, :, -1]
-    return x
 
 
 class _StageState:
@@ -186,23 +179,11 @@ class PDEResidualCallback(HeldOutEvaluation):
         shown = {"generated": sets["gen"][:k]}
         shown |= {side.replace("_", " "): x[:k] for side, x in sets.items() if side.startswith("teacher_")}
         shown["ground truth"] = torch.cat(state.examples)[:k]
-        rows = {label: (_last_plane(x), _last_plane(pde.residual(x))) for label, x in shown.items()}
+        rows = {label: (last_plane(x), last_plane(pde.residual(x))) for label, x in shown.items()}
         fig = sample_figure(rows, pde.channels, num_columns=k)
-        key = f"{stage}/samples"
-        logged = False
-        for logger in trainer.loggers:
-            if isinstance(logger, WandbLogger):
-                logger.log_image(key=key, images=[figure_to_array(fig)], step=trainer.global_step)
-                logged = True
-            elif isinstance(logger, TensorBoardLogger):
-                logger.experiment.add_figure(key, fig, global_step=trainer.global_step, close=False)
-                logged = True
-        if stage == "test":
-            return save_figure(fig, self._output_dir(trainer) / "samples.png")
-        if not logged:
-            return save_figure(fig, self._output_dir(trainer) / f"samples_epoch{trainer.current_epoch:04d}.png")
-        close_figure(fig)
-        return None
+        name = "samples.png" if stage == "test" else f"samples_epoch{trainer.current_epoch:04d}.png"
+        return publish_figure(trainer, f"{stage}/samples", fig, self._output_dir(trainer) / name,
+                              always_png=stage == "test")
 
     @rank_zero_only
     def _write_test_outputs(self, trainer, pl_module, results: dict[str, float], figure_path: Path | None) -> None:
