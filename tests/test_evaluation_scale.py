@@ -252,3 +252,18 @@ def test_sample_figures_write_sample_grids_and_spectra_for_the_csv_logger(workdi
     assert all((workdir / "figures" / name).stat().st_size > 10_000 for name in written)
     with pytest.raises(ValueError, match="num_columns <= num_samples"):
         SampleFigures(num_samples=2, num_columns=4)
+
+
+def test_compile_backbones_compiles_grid_networks_in_place_and_checkpoints_keep_their_names(workdir):
+    from pdegen.callbacks import CompileBackbones
+    from pdegen.cli import main
+
+    config = ["--config", str(ROOT / "lightning_configs/quickstart/darcy.yaml"), *TINY_TEACHER,
+              "--trainer.callbacks+=pdegen.callbacks.CompileBackbones", "--trainer.callbacks.backend=eager"]
+    cli = main(["fit", *config])
+    (compiler,) = [c for c in cli.trainer.callbacks if isinstance(c, CompileBackbones)]
+    assert [type(m).__name__ for m in compiler.compiled] == ["UNet"], "the denoiser's U-Net, nothing else"
+    saved = torch.load(workdir / "runs/quickstart/checkpoints/last.ckpt", weights_only=True)["state_dict"]
+    assert "denoiser.net.conv_in.weight" in saved and not any("_orig_mod" in key for key in saved)
+    plain = DiffusionTeacher.load_from_checkpoint(workdir / "runs/quickstart/checkpoints/last.ckpt")
+    assert plain.denoiser.net._compiled_call_impl is None, "a compiled run's checkpoint loads into a plain module"

@@ -53,7 +53,7 @@ def test_every_experiment_config_runs_fast_dev_run(config, workdir, cheaper_data
 
 @pytest.mark.parametrize("piece", PIECES, ids=lambda p: p.stem)
 def test_every_piece_composes_with_an_experiment(piece, workdir):
-    args = ["fit", "--config", QUICKSTART, "--config", str(piece), *TINY, "--trainer.max_epochs=1"]
+    args = ["fit", "--config", QUICKSTART, *TINY, "--trainer.max_epochs=1", "--config", str(piece)]
     if piece.parent.name == "trainer" and piece.stem in ("gpu", "ddp") and not torch.cuda.is_available():
         # the piece parses and composes; without a GPU, run it on one CPU process
         args += ["--trainer.accelerator=cpu", "--trainer.devices=1", "--trainer.strategy=auto"]

@@ -2,6 +2,7 @@
 figures of samples and spectra, inference latency, generated samples to HDF5, and the stop at a
 non-finite loss."""
 
+from .compile import CompileBackbones
 from .fid import FIDCallback
 from .figures import SampleFigures
 from .finite import NonFiniteLossError, StopOnNonFiniteLoss
@@ -10,5 +11,5 @@ from .residual import PDEResidualCallback
 from .samples import SampleWriter
 from .task import TaskCallback
 
-__all__ = ["FIDCallback", "LatencyCallback", "NonFiniteLossError", "PDEResidualCallback", "SampleFigures",
-           "SampleWriter", "StopOnNonFiniteLoss", "TaskCallback"]
+__all__ = ["CompileBackbones", "FIDCallback", "LatencyCallback", "NonFiniteLossError", "PDEResidualCallback",
+           "SampleFigures", "SampleWriter", "StopOnNonFiniteLoss", "TaskCallback"]
