@@ -267,3 +267,44 @@ def test_compile_backbones_compiles_grid_networks_in_place_and_checkpoints_keep_
     assert "denoiser.net.conv_in.weight" in saved and not any("_orig_mod" in key for key in saved)
     plain = DiffusionTeacher.load_from_checkpoint(workdir / "runs/quickstart/checkpoints/last.ckpt")
     assert plain.denoiser.net._compiled_call_impl is None, "a compiled run's checkpoint loads into a plain module"
+
+
+def test_exported_student_reproduces_the_modules_samples(workdir):
+    from safetensors import safe_open
+
+    from pdegen.cli import main
+    from pdegen.export import OneStepSampler, load_student_safetensors
+    from pdegen.export import main as export_main
+
+    main(["fit", "--config", str(ROOT / "lightning_configs/quickstart/darcy.yaml"), *TINY_TEACHER])
+    student = PIDStudent("runs/quickstart/checkpoints/last.ckpt", num_points=6)
+    trainer = L.Trainer(accelerator="cpu", max_steps=2, logger=False, enable_checkpointing=False,
+                        enable_progress_bar=False, enable_model_summary=False)
+    trainer.fit(student, torch.utils.data.DataLoader(torch.zeros(8, 2, 16, 16), batch_size=4))
+    checkpoint = str(workdir / "student.ckpt")
+    trainer.save_checkpoint(checkpoint)
+    written = export_main([checkpoint, "--module", "pdegen.modules.PIDStudent", "--out", str(workdir / "export")])
+
+    loaded = PIDStudent.load_from_checkpoint(checkpoint)
+    expected = loaded.sample(5, generator=torch.Generator().manual_seed(3))
+    noise = torch.randn(5, 2, 16, 16, generator=torch.Generator().manual_seed(3), dtype=torch.float64)
+    scripted = torch.jit.load(written["torchscript"])
+    torch.testing.assert_close(scripted(noise), expected, rtol=1e-6, atol=1e-9)  # another batch size than traced
+    assert expected[:, 0].std() > 0, "physical-unit samples, not a constant"
+
+    fresh = PIDStudent.load_from_checkpoint(checkpoint)
+    with torch.no_grad():
+        for parameter in fresh.trajectory.parameters():
+            parameter.add_(0.1)
+    load_student_safetensors(fresh, written["safetensors"])
+    torch.testing.assert_close(fresh.sample(5, generator=torch.Generator().manual_seed(3)), expected)
+    with safe_open(written["safetensors"], "pt") as f:
+        metadata = f.metadata()
+        assert not any(key.startswith("teacher.") for key in f.keys()), "the frozen teacher is not deployed"
+    assert metadata["module"] == "pdegen.modules.pid.PIDStudent" and json.loads(metadata["pde"])["name"] == "darcy"
+
+    with pytest.raises(ValueError, match="only one-pass students export"):
+        OneStepSampler(loaded.teacher)
+    smaller = PIDStudent(loaded.teacher, num_points=6, net=UNet(channels=2, base_channels=4, channel_mults=[1]))
+    with pytest.raises(ValueError, match="does not fit PIDStudent"):
+        load_student_safetensors(smaller, written["safetensors"])

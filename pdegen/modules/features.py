@@ -32,7 +32,7 @@ class FeatureSurrogate(FieldModuleMixin, L.LightningModule):
                  optimizer: Callable[..., torch.optim.Optimizer] | None = None,
                  lr_scheduler: Callable[..., Any] | None = None) -> None:
         super().__init__()
-        self.save_init_arguments(ignore=["optimizer", "lr_scheduler"])
+        self.save_init_arguments()
         self.init_fields(channels)
         self.net = FNO(n_modes=(modes,) * dims, in_channels=channels, out_channels=channels, hidden_channels=width,
                        n_layers=n_layers)

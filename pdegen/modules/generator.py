@@ -29,10 +29,12 @@ from pdegen.transforms import ChannelNormalizer
 def save_init_arguments(module: Any, frame: Any, ignore: list[str] | None = None) -> None:
     """``save_hyperparameters`` of the ``__init__`` arguments in ``frame``, ``net`` included: under
     LightningCLI they hold its class_path config, which is what lets ``load_from_checkpoint`` rebuild
-    the backbone."""
+    the backbone. ``optimizer`` and ``lr_scheduler`` are left out: as Python callables (their defaults)
+    they would pickle classes into the checkpoint, which then no longer loads with ``weights_only``
+    (a loaded module gets the defaults; the YAML's run config keeps the ones used)."""
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=r"Attribute '\w+' is an instance of `nn.Module`")
-        module.save_hyperparameters(ignore=ignore, frame=frame)
+        module.save_hyperparameters(ignore=[*(ignore or []), "optimizer", "lr_scheduler"], frame=frame)
 
 
 def load_module(cls: type, path: str | os.PathLike) -> Any:
