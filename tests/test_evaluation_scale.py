@@ -130,19 +130,39 @@ def test_wandb_offline_run_holds_the_config_metrics_images_and_final_table(workd
     assert rows["gen/residual_interior_rel"] > 0 and "gt/mmse/u" in rows, "the final metric table"
 
 
-def test_a_fit_resumed_from_last_ends_where_the_uninterrupted_fit_ends(tmp_path, monkeypatch):
+KILLER = """
+import os, signal
+import lightning as L
+
+class KillAtStep(L.Callback):
+    def __init__(self, step: int) -> None:
+        self.step = step
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+        if trainer.global_step == self.step:
+            os.kill(os.getpid(), signal.SIGKILL)  # no clean-up, no last checkpoint: a node failure
+"""
+
+
+def test_a_killed_fit_resumed_from_last_ends_where_the_uninterrupted_fit_ends(tmp_path, monkeypatch):
     from pdegen.cli import main
 
     config = ["--config", str(ROOT / "lightning_configs/quickstart/darcy.yaml"), *TINY_TEACHER,
-              "--trainer.limit_train_batches=3", "--trainer.callbacks.init_args.every_n_epochs=2"]
+              "--trainer.limit_train_batches=3", "--trainer.callbacks.init_args.every_n_epochs=2",
+              "--trainer.max_epochs=4"]
     finals = {}
-    for run, stops in (("straight", [4]), ("resumed", [2, 4])):
+    for run in ("straight", "resumed"):
         (tmp_path / run).mkdir()
         monkeypatch.chdir(tmp_path / run)
-        for i, epochs in enumerate(stops):
-            resume = ["--ckpt_path", "last"] if i else []
-            cli = main(["fit", *config, f"--trainer.max_epochs={epochs}", *resume])
-            assert cli.trainer.global_step == 3 * epochs
+        if run == "resumed":  # SIGKILL in the middle of the third epoch (step 7; last.ckpt is from step 6)
+            (tmp_path / run / "killer.py").write_text(KILLER)
+            killed = subprocess.run([sys.executable, "-m", "pdegen.cli", "fit", *config,
+                                     "--trainer.callbacks+=killer.KillAtStep", "--trainer.callbacks.step=7"],
+                                    env=os.environ | {"PYTHONPATH": str(tmp_path / run)}, capture_output=True)
+            assert killed.returncode == -9
+            assert torch.load("runs/quickstart/checkpoints/last.ckpt", weights_only=True)["global_step"] == 6
+        cli = main(["fit", *config, *(["--ckpt_path", "last"] if run == "resumed" else [])])
+        assert cli.trainer.global_step == 12
         finals[run] = torch.load("runs/quickstart/checkpoints/last.ckpt", weights_only=True)
     straight, resumed = finals["straight"], finals["resumed"]
     assert straight["global_step"] == resumed["global_step"] == 12
