@@ -104,6 +104,7 @@ def shrink(config: dict, family: str, kind: str) -> dict:
     model["sample_batch_size"] = s["eval"]["sample_batch_size"]
     set_callback_args(config, "PDEResidualCallback", num_samples=s["eval"]["num_samples"])
     set_callback_args(config, "TaskCallback", num_samples=s["eval"]["task_samples"])
+    set_callback_args(config, "LatencyCallback", batch_sizes=[1, s["eval"]["sample_batch_size"]], warmup=1, repeats=3)
     return config
 
 
