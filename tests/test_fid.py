@@ -119,6 +119,12 @@ def test_features_command_then_fid_of_a_generator_through_the_cli(workdir):
     assert torch.isfinite(fitted.trainer.callback_metrics["val/fid"]) and fitted.trainer.callback_metrics["val/fid"] > 0
     tested = main(["test", *teacher, *fid, "--ckpt_path", "last"])
     assert tested.trainer.callback_metrics["test/fid"] > 0
+    # any user module by class_path: here raw pixels (torch.nn.Flatten, its feature count probed)
+    pixels = ["--trainer.callbacks+=pdegen.callbacks.FIDCallback", "--trainer.callbacks.num_samples=8",
+              '--trainer.callbacks.features={"class_path": "torch.nn.Flatten"}']
+    tested = main(["test", *teacher, *pixels, "--ckpt_path", "last"])
+    (callback,) = [c for c in tested.trainer.callbacks if isinstance(c, FIDCallback)]
+    assert isinstance(callback.extractor, torch.nn.Flatten) and tested.trainer.callback_metrics["test/fid"] > 0
 
 
 FEATURE_CONFIGS = sorted((ROOT / "lightning_configs/features").glob("*.yaml")) + [
