@@ -9,9 +9,9 @@ from torch.utils.data import DataLoader
 
 class SampleRequest(L.LightningDataModule):
     """``num_samples`` sample indices ``0 .. num_samples - 1`` in batches of ``batch_size``: a generator's
-    ``predict_step`` draws one sample per index, its noise seeded by ``seed`` and the batch's first index
-    (the same file whatever the number of processes). The generator's PDE and normaliser come from
-    its checkpoint, so no dataset is read."""
+    ``predict_step`` draws one sample per index, its noise seeded by ``seed`` and the index alone (the
+    same file whatever the batch size or the number of processes). The generator's PDE and normaliser
+    come from its checkpoint, so no dataset is read."""
 
     def __init__(self, num_samples: int = 64, batch_size: int = 16, seed: int = 0) -> None:
         super().__init__()

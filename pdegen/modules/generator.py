@@ -12,7 +12,7 @@ import inspect
 import os
 import pickle
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
@@ -187,11 +187,13 @@ class GeneratorMixin(FieldModuleMixin):
         return self.sample_with(self.generate_normalized, n, generator, batch_size)
 
     def sample_with(self, generate: Callable[..., Tensor], n: int, generator: torch.Generator | None = None,
-                    batch_size: int | None = None, conditions: tuple[Tensor, ...] = ()) -> Tensor:
+                    batch_size: int | None = None, conditions: tuple[Tensor, ...] = (),
+                    noise: Tensor | None = None) -> Tensor:
         """Like :meth:`sample`, with ``generate(noise, *conditions) -> normalised samples`` in place of
         :meth:`generate_normalized`; ``conditions`` are per-sample tensors ``(n, ...)`` split into the
         same batches as the noise. The same ``generator`` seed gives the same noise whatever
-        ``generate`` is, so students and their teacher can be compared sample by sample.
+        ``generate`` is, so students and their teacher can be compared sample by sample; ``noise``
+        ``(n, *sample_shape)`` (standard normal) is used instead of drawing it.
 
         Runs without autograd, but outside inference mode (also under ``pdegen test``), so that a
         ``generate`` that steers its sampling by gradients (guidance, noise optimisation) can
@@ -203,9 +205,13 @@ class GeneratorMixin(FieldModuleMixin):
         self.eval()
         try:
             with torch.inference_mode(False), torch.no_grad():
-                noise = torch.randn(n, *self.sample_shape, generator=generator, dtype=torch.float64,
-                                    device=generator.device if generator is not None else self.device)
-                noise = noise.to(self.device)
+                if noise is None:
+                    noise = torch.randn(n, *self.sample_shape, generator=generator, dtype=torch.float64,
+                                        device=generator.device if generator is not None else self.device)
+                elif noise.shape != (n, *self.sample_shape):
+                    raise ValueError(f"noise must be (n, *sample_shape) = {(n, *self.sample_shape)}, got "
+                                     f"{tuple(noise.shape)}")
+                noise = noise.to(self.device, torch.float64)
                 conditions = tuple(c.to(self.device).clone() for c in conditions)  # plain tensors, not inference ones
                 pieces = zip(noise.split(batch_size), *(c.split(batch_size) for c in conditions))
                 chunks = [generate(*piece) for piece in pieces]
@@ -247,13 +253,20 @@ class GeneratorMixin(FieldModuleMixin):
     def _latency_seed(self) -> torch.Generator:
         return torch.Generator(device=self.device).manual_seed(0)
 
+    def indexed_noise(self, indices: Sequence[int], seed: int = 0) -> Tensor:
+        """Standard-normal noise ``(len(indices), *sample_shape)``, each sample's drawn from (seed, its index)
+        alone: the same whatever the batch it falls in."""
+        return torch.stack([torch.randn(self.sample_shape, dtype=torch.float64,
+                                        generator=torch.Generator().manual_seed(hash((seed, int(i))) % 2**63))
+                            for i in indices])
+
     def predict_step(self, batch: Tensor, batch_idx: int) -> Tensor:
-        """Generated samples in physical units, as many as the batch holds. A batch of sample indices
-        (:class:`datamodules.SampleRequest`) seeds the noise by its request seed and first index, so
-        the samples do not depend on the number of processes; any other batch by the batch index."""
-        datamodule = getattr(self.trainer, "datamodule", None) if self._trainer is not None else None
+        """Generated samples in physical units, as many as the batch holds. For a batch of sample indices
+        (:class:`datamodules.SampleRequest`) each sample's noise comes from the request's seed and its
+        index (:meth:`indexed_noise`), so the samples do not depend on the batch size or the number of
+        processes; any other batch is seeded by the batch index."""
         if batch.ndim == 1 and not batch.is_floating_point():
-            seed = hash((getattr(datamodule, "seed", 0), int(batch[0]))) % 2**63
-        else:
-            seed = batch_idx
-        return self.sample(batch.shape[0], generator=torch.Generator(device=self.device).manual_seed(seed))
+            datamodule = getattr(self.trainer, "datamodule", None)
+            noise = self.indexed_noise(batch.tolist(), getattr(datamodule, "seed", 0))
+            return self.sample_with(self.generate_normalized, len(batch), noise=noise)
+        return self.sample(batch.shape[0], generator=torch.Generator(device=self.device).manual_seed(batch_idx))
