@@ -45,8 +45,9 @@ SLOWEST_FIRST = ("taylor_green", "kovasznay", "burgers", "allen_cahn", "black_sc
 
 def stage_arguments(role: str, scale: str, extra: list[str]) -> list[str]:
     """The ``pdegen fit`` overrides of a teacher or student stage at ``scale``."""
-    shrink = CPU_SCALE["both"] + (CPU_SCALE["student"] if role == "student" else []) if scale == "cpu" else []
-    return shrink + extra
+    if scale != "cpu":
+        return extra
+    return CPU_SCALE["both"] + (CPU_SCALE["student"] if role == "student" else []) + extra
 
 
 def train(problem: str, args: argparse.Namespace) -> str:

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import lightning as L
 import torch
 from lightning.pytorch.utilities import rank_zero_only
 from torch import Tensor
 
-from pdegen.callbacks.heldout import HeldOutEvaluation, last_plane, publish_figure
+from pdegen.callbacks.heldout import HeldOutEvaluation, last_plane, publish_figure, results_dir
 from pdegen.metrics import radial_power_spectrum
 from pdegen.plotting import sample_figure, spectrum_figure
 
@@ -60,7 +58,7 @@ class SampleFigures(HeldOutEvaluation):
         for name, x in sets.items():
             wavenumbers, power = radial_power_spectrum(last_plane(x))
             spectra[name] = (wavenumbers, power.mean(0))
-        out = Path(self.output_dir or trainer.log_dir or trainer.default_root_dir)
+        out = results_dir(trainer, self.output_dir)
         suffix = f"epoch{trainer.current_epoch:04d}.png"
         publish_figure(trainer, f"{stage}/figures/samples", sample_figure(rows, pde.channels, num_columns=k),
                        out / f"{stage}_samples_{suffix}")

@@ -1,5 +1,6 @@
-"""The evaluation pattern the sample-quality callbacks share: collect held-out ground truth from the
-validation/test batches, then, at the loop's last batch, draw the module's samples and compare."""
+"""What pdegen's callbacks share: where their files go, how figures are published, and the evaluation
+pattern of the sample-quality callbacks (collect held-out ground truth from the validation/test
+batches, then, at the loop's last batch, draw the module's samples and compare)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,11 @@ from lightning.pytorch.loggers import TensorBoardLogger, WandbLogger
 from torch import Tensor
 
 from pdegen.plotting import close_figure, figure_to_array, save_figure
+
+
+def results_dir(trainer: L.Trainer, configured: str | None = None) -> Path:
+    """Where a callback writes its files: ``configured``, else the trainer's log directory, else its root."""
+    return Path(configured or trainer.log_dir or trainer.default_root_dir)
 
 
 def last_plane(x: Tensor) -> Tensor:

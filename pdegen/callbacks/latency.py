@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 import lightning as L
@@ -12,6 +11,7 @@ import torch
 from lightning.pytorch.loggers import WandbLogger
 
 from pdegen.benchmarking import latency_ms, torch_threads
+from pdegen.callbacks.heldout import results_dir
 from pdegen.io import write_text_atomic
 
 STATS = ("median_ms", "p90_ms", "median_ms_per_sample", "p90_ms_per_sample", "samples_per_s")
@@ -81,7 +81,7 @@ class LatencyCallback(L.Callback):
         for logger in trainer.loggers:
             if isinstance(logger, WandbLogger):
                 logger.experiment.summary.update(metrics)
-        out = Path(self.output_dir or trainer.log_dir or trainer.default_root_dir)
+        out = results_dir(trainer, self.output_dir)
         summary = {"module": type(module).__name__, "device": str(module.device), "warmup": self.warmup,
                    "repeats": self.repeats, "nfe": nfe, "rows": rows}
         write_text_atomic(out / "latency.json", json.dumps(summary, indent=2))

@@ -13,7 +13,7 @@ from lightning.pytorch.utilities import rank_zero_only
 from torch import Tensor
 
 from pdegen.benchmarking import best_time
-from pdegen.callbacks.heldout import HeldOutEvaluation, last_plane, publish_figure
+from pdegen.callbacks.heldout import HeldOutEvaluation, last_plane, publish_figure, results_dir
 from pdegen.io import write_text_atomic
 from pdegen.metrics import MomentErrors, PDEResidualNorm
 from pdegen.plotting import sample_figure
@@ -167,9 +167,6 @@ class PDEResidualCallback(HeldOutEvaluation):
             return None
         return torch.stack([dataset[i] for i in range(count)]).to(pl_module.device, torch.float64)
 
-    def _output_dir(self, trainer: L.Trainer) -> Path:
-        return Path(self.output_dir or trainer.log_dir or trainer.default_root_dir)
-
     @rank_zero_only
     def _figure(self, trainer, pl_module, stage: str, sets: dict[str, Tensor], state: _StageState) -> Path | None:
         pde = pl_module.pde
@@ -182,12 +179,12 @@ class PDEResidualCallback(HeldOutEvaluation):
         rows = {label: (last_plane(x), last_plane(pde.residual(x))) for label, x in shown.items()}
         fig = sample_figure(rows, pde.channels, num_columns=k)
         name = "samples.png" if stage == "test" else f"samples_epoch{trainer.current_epoch:04d}.png"
-        return publish_figure(trainer, f"{stage}/samples", fig, self._output_dir(trainer) / name,
+        return publish_figure(trainer, f"{stage}/samples", fig, results_dir(trainer, self.output_dir) / name,
                               always_png=stage == "test")
 
     @rank_zero_only
     def _write_test_outputs(self, trainer, pl_module, results: dict[str, float], figure_path: Path | None) -> None:
-        out = self._output_dir(trainer)
+        out = results_dir(trainer, self.output_dir)
         out.mkdir(parents=True, exist_ok=True)
         summary: dict[str, Any] = {"pde": pl_module.pde.describe(), "num_samples": self.num_samples,
                                    "module": type(pl_module).__name__, "metrics": results}

@@ -9,6 +9,7 @@ import lightning as L
 import torch
 from lightning.pytorch.callbacks import BasePredictionWriter
 
+from pdegen.callbacks.heldout import results_dir
 from pdegen.io import DatasetWriter
 
 
@@ -44,7 +45,7 @@ class SampleWriter(BasePredictionWriter):
         if not trainer.is_global_zero:
             return
         samples = _in_index_order(samples, indices)
-        path = Path(self.path or Path(trainer.log_dir or trainer.default_root_dir) / "samples.h5")
+        path = Path(self.path) if self.path else results_dir(trainer) / "samples.h5"
         attrs = {"module": type(pl_module).__name__, "nfe": int(getattr(pl_module, "nfe", 0)),
                  "checkpoint": str(trainer.ckpt_path or ""), "kind": "generated"}
         with DatasetWriter(path, pl_module.pde, len(samples), attrs=attrs) as writer:

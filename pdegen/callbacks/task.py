@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import lightning as L
 import torch
@@ -12,6 +11,7 @@ from lightning.pytorch.utilities import rank_zero_only
 from torch import Tensor
 
 from pdegen.benchmarking import best_time
+from pdegen.callbacks.heldout import results_dir
 from pdegen.io import write_arrays_atomic, write_text_atomic
 from pdegen.metrics import PDEResidualNorm
 from pdegen.plotting import sample_figure, save_figure
@@ -95,7 +95,7 @@ class TaskCallback(Callback):
 
     @rank_zero_only
     def _write(self, trainer, pl_module, results: dict[str, float], arrays: dict[str, Tensor]) -> None:
-        out = Path(self.output_dir or trainer.log_dir or trainer.default_root_dir)
+        out = results_dir(trainer, self.output_dir)
         name = f"task_{self.task.name}"
         solution, truth = arrays["solution"], arrays["truth"]
         summary = {"task": vars(self.task), "module": type(pl_module).__name__, "pde": pl_module.pde.describe(),
