@@ -33,8 +33,7 @@ from torch.utils.data import DataLoader, TensorDataset
 from pdegen.diffusion import GaussianMixtureDenoiser, pid_grid, sample
 from pdegen.io import write_text_atomic
 from pdegen.metrics import PDEResidualNorm
-from pdegen.modules import PIDStudent
-from pdegen.modules.pid import load_teacher
+from pdegen.modules import PIDStudent, load_teacher
 from pdegen.nets import NoiseConditionedMLP
 
 
@@ -50,9 +49,10 @@ def ring_mixture(modes: int = 4, radius: float = 1.5, std: float = 0.3) -> Gauss
 def train(student: PIDStudent, steps: int, batch_shape: tuple[int, ...], ema_decay: float | None) -> float:
     """Fit ``student`` for ``steps`` steps on batches of ``batch_shape`` (their content is unused); seconds."""
     L.seed_everything(0, verbose=False)
+    decay = max(0.0, 1 - 10 / steps) if ema_decay is None else ema_decay  # runs under 10 steps: the last weights
     trainer = L.Trainer(max_steps=steps, accelerator="auto", devices=1, logger=False, enable_checkpointing=False,
                         enable_model_summary=False, limit_val_batches=0, enable_progress_bar=False,
-                        callbacks=[EMAWeightAveraging(decay=ema_decay or 1 - 10 / steps)])
+                        callbacks=[EMAWeightAveraging(decay=decay)])
     loader = DataLoader(TensorDataset(torch.zeros(batch_shape)), batch_size=batch_shape[0],
                         collate_fn=lambda items: torch.stack([item[0] for item in items]))
     start = time.perf_counter()
@@ -167,7 +167,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--darcy-points", type=int, nargs="+", default=[8, 35, 250, 1000])
     parser.add_argument("--schemes", nargs="+", default=["upwind", "central"], choices=["upwind", "central"])
     parser.add_argument("--ema-decay", type=float, default=None,
-                        help="EMA decay of the student's weights (default 1 − 10/steps: the initial weights "
+                        help="EMA decay of the student's weights (default max(0, 1 − 10/steps): the initial weights "
                              "keep a weight of e^−10 at the end of a short run)")
     parser.add_argument("--skip-mixture", action="store_true")
     parser.add_argument("--mixture-steps", type=int, default=4000)
