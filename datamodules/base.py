@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 from pathlib import Path
@@ -14,6 +15,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 
 from pdegen.datagen import generate_dataset
 from pdegen.io import load_samples
+from pdegen.metrics import reference_residual_scales
 from pdegen.pdes import PDE
 from pdegen.transforms import ChannelNormalizer
 
@@ -69,8 +71,8 @@ class PDEDataModule(L.LightningDataModule):
     ``seed`` and the epoch (:class:`EpochShuffle`), so a resumed fit sees the same batches. Under DDP
     the file is generated once, by global rank 0 (``cache_dir`` must be on a filesystem every node
     sees), and read by every rank; the evaluation splits are sharded without repeats.
-    ``normalizer_stats`` gives the per-channel mean and std of the training split; the model
-    copies them into its own buffers, so they travel in its checkpoint.
+    ``normalizer_stats`` gives the per-channel mean and std of the training split and ``residual_scales``
+    the data's residual normalisation; the model copies both, so they travel in its checkpoint.
     """
 
     def __init__(self, pde: PDE, num_samples: int = 1000, seed: int = 0, cache_dir: str = "data",
@@ -131,6 +133,17 @@ class PDEDataModule(L.LightningDataModule):
         """Per-channel (mean, std) of the training split, float64."""
         self.setup()
         return ChannelNormalizer.stats_of(self.datasets["train"].data)
+
+    residual_scale_samples = 64
+    """Training samples :attr:`residual_scales` averages over (enough for a mean, bounded in memory)."""
+
+    @functools.cached_property
+    def residual_scales(self) -> dict[str, float]:
+        """The fixed normalisation of every residual loss (:func:`pdegen.metrics.residual_loss`): the mean
+        squared region norms of ``pde.residual_scale`` over the first :attr:`residual_scale_samples`
+        training samples. Teachers copy them into their checkpoint; students and baselines take the teacher's."""
+        self.setup()
+        return reference_residual_scales(self.pde, self.datasets["train"].data[: self.residual_scale_samples])
 
     def _loader(self, split: str, shuffle: bool) -> DataLoader:
         self.setup()

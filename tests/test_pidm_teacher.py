@@ -106,6 +106,25 @@ def test_loss_is_edm_plus_weighted_residual_of_the_denoised_estimate(poisson, da
     torch.testing.assert_close(loss, (edm + weight * residual).float(), rtol=1e-5, atol=0)
 
 
+def test_published_pidm_weights_every_noise_level_alike_and_uses_the_fixed_data_scales(poisson, data):
+    """PIDM as published (``residual_weighting: uniform``): EDM loss + λ · mean R(D(x + σn, σ)), no c_skip; with the
+    DataModule's fixed ``residual_scales`` set, R is normalised by them rather than by the batch."""
+    weight, batch = 3.0, data[:8]
+    teacher = tiny_teacher(poisson, data, residual_weight=weight, perturb=True)
+    teacher.hparams.residual_weighting = "uniform"
+    scales = reference_residual_scales(poisson, data)
+    teacher.residual_scales = scales
+    loss = teacher._loss(batch, seeded(5))
+    z = teacher.normalizer.encode(batch.float())
+    sigma, denoised = denoise_by_hand(teacher, z, seed=5)
+    edm = (edm_loss_weight(sigma) * (denoised - z).square().flatten(1).mean(dim=1)).mean()
+    stats = [s[None, :, None, None] for s in (teacher.normalizer.std, teacher.normalizer.mean)]
+    residual = residual_loss(poisson, denoised.double() * stats[0] + stats[1], scales).mean()
+    torch.testing.assert_close(loss, (edm + weight * residual).float(), rtol=1e-5, atol=0)
+    with pytest.raises(ValueError, match="unknown residual_weighting"):
+        DiffusionTeacher(UNet(channels=2, base_channels=8, channel_mults=[1, 2]), residual_weighting="snr")
+
+
 def test_residual_gradients_reach_the_network(poisson, data):
     teacher = tiny_teacher(poisson, data, residual_weight=1.0, perturb=True)
     z = teacher.normalizer.encode(data[:8].float())

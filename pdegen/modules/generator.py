@@ -58,9 +58,12 @@ def load_module(cls: type, path: str | os.PathLike) -> Any:
 
 class FieldModuleMixin:
     """A module of one PDE's sampled fields: the PDE (from the DataModule at ``setup``, or from its
-    checkpoint), a per-channel normaliser fitted on the training split and saved in the checkpoint,
-    and ``optimizer``/``lr_scheduler`` callables from the YAML. Mix in before ``L.LightningModule``;
-    call :meth:`init_fields` in ``__init__``."""
+    checkpoint), a per-channel normaliser fitted on the training split and the data's residual
+    normalisation ``residual_scales`` (both saved in the checkpoint), and ``optimizer``/``lr_scheduler``
+    callables from the YAML. Mix in before ``L.LightningModule``; call :meth:`init_fields` in ``__init__``."""
+
+    residual_scales: dict[str, float] | None = None
+    """Fixed ||S||² of :func:`~pdegen.metrics.residual_loss` (the training data's, from the DataModule)."""
 
     def save_init_arguments(self, ignore: list[str] | None = None) -> None:
         save_init_arguments(self, inspect.currentframe().f_back, ignore)
@@ -86,10 +89,12 @@ class FieldModuleMixin:
         self.attach_pde(datamodule.pde)
         if not bool(self.normalizer.fitted):
             self.normalizer.set_stats(*datamodule.normalizer_stats)
+        if self.residual_scales is None and hasattr(datamodule, "residual_scales"):
+            self.residual_scales = datamodule.residual_scales
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         checkpoint["pdegen"] = {"version": __version__, "pde": self.pde.describe() if self.pde else None,
-                                "residual_scales": getattr(self, "residual_scales", None)}
+                                "residual_scales": self.residual_scales}
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         saved = checkpoint.get("pdegen", {})
@@ -126,16 +131,26 @@ class GeneratorMixin(FieldModuleMixin):
         """The module's scalar training loss on a physical-unit batch; ``generator`` fixes its draws."""
         raise NotImplementedError
 
+    requires_residual_scales = False
+    """True for modules whose residual objective must not fall back to each sample's own scale."""
+
     def physics_loss(self, x: Tensor, reference: Tensor | None = None) -> Tensor:
         """Per-sample :func:`~pdegen.metrics.residual_loss` ``(B,)`` of normalised samples, decoded to
         physical units (the residual itself in float64); differentiable. The residual term of PIDM,
-        PIDDM and the guided baselines. Normalised by the source size of ``reference`` (physical data)
-        when given, else by the module's ``residual_scales`` if it has them, else by each sample's own."""
+        PIDDM and the guided baselines, normalised by the fixed :attr:`residual_scales` (the training
+        data's, which students and baselines take from their teacher), else by the source size of
+        ``reference`` (physical data) when given, else by each sample's own (held constant, so value and
+        gradient disagree: modules with :attr:`requires_residual_scales` refuse that)."""
         if self.pde is None:
             raise RuntimeError(f"{type(self).__name__}: the residual loss needs the PDE attached: fit with a "
                                "DataModule that has a `pde`, or call attach_pde(pde)")
-        scales = (reference_residual_scales(self.pde, reference) if reference is not None
-                  else getattr(self, "residual_scales", None))
+        scales = self.residual_scales
+        if scales is None and reference is not None:
+            scales = reference_residual_scales(self.pde, reference)
+        if scales is None and self.requires_residual_scales:
+            raise RuntimeError(f"{type(self).__name__} needs fixed residual_scales (the data's residual "
+                               "normalisation): run it with a DataModule, use a teacher checkpoint that has them, "
+                               "or set residual_scales = pdegen.metrics.reference_residual_scales(pde, data)")
         return residual_loss(self.pde, self.normalizer.decode(x), scales)
 
     def log_loss_terms(self, batch_size: int, **terms: Tensor) -> None:

@@ -30,13 +30,22 @@ class GuidedTeacher(TeacherMixin, GeneratorMixin, L.LightningModule):
     - ``dflow``: D-Flow (Ben-Hamu et al. 2024): L-BFGS on the initial noise, at most
       ``dflow_iterations`` iterations, through the differentiable ``dflow_steps``-step Euler solve,
       minimising ``dflow_residual_weight``·R (+ the misfit for a task; with a ``hard`` task, the
-      observations are imposed on the output). NFE counts the L-BFGS function evaluations actually made.
+      observations are imposed on the output). Each sample is optimised on its own (its own line
+      searches), so a sample does not depend on the batch it is drawn in; ``nfe`` is the mean over
+      the samples of the last :meth:`sample_with` call of the function evaluations L-BFGS actually made.
+
+    R is normalised by the teacher's fixed ``residual_scales`` (the training data's), as in PIDDM and
+    PIDM, so the objective's value and its gradient agree. The weights of DiffusionPDE are tuned per
+    family on the validation split (``tools/tune_guidance.py``; the result is in
+    ``lightning_configs/piddm/<family>_guided.yaml``).
 
     Args:
         teacher: the teacher's checkpoint path (or module). For the PIDM baseline, a teacher trained
             with ``residual_weight`` > 0, sampled with ``heun`` or ``diffusionpde``.
         num_steps: Heun steps of ``heun`` and ``diffusionpde`` (default: the teacher's).
     """
+
+    requires_residual_scales = True
 
     def __init__(self, teacher: str | nn.Module, method: str = "heun", num_steps: int | None = None,
                  observation_weight: float = 1.0, pde_weight: float = 0.01, pde_start: float = 0.8,
@@ -57,6 +66,7 @@ class GuidedTeacher(TeacherMixin, GeneratorMixin, L.LightningModule):
         self.num_steps = int(num_steps or len(self.teacher.sigmas) - 1)
         self.init_generator(num_channels=self.teacher.normalizer.num_channels)
         self.copy_teacher_normalizer()
+        self._dflow_nfe: list[int] = []
         self.nfe = sampler_nfe("euler" if method == "dflow" else "heun",
                                dflow_steps if method == "dflow" else self.num_steps)
 
@@ -95,6 +105,14 @@ class GuidedTeacher(TeacherMixin, GeneratorMixin, L.LightningModule):
 
     def _dflow(self, noise: Tensor, observed: Tensor | None = None, mask: Tensor | None = None,
                hard: bool = False) -> Tensor:
+        """D-Flow, one L-BFGS run per sample (its line searches see that sample alone)."""
+        rows = [slice(i, i + 1) for i in range(len(noise))]
+        if observed is None:
+            return torch.cat([self._dflow_one(noise[row]) for row in rows])
+        return torch.cat([self._dflow_one(noise[row], observed[row], mask[row], hard) for row in rows])
+
+    def _dflow_one(self, noise: Tensor, observed: Tensor | None = None, mask: Tensor | None = None,
+                   hard: bool = False) -> Tensor:
         h = self.hparams
         sigmas = self._sigmas(h.dflow_steps, noise.device)
 
@@ -108,8 +126,16 @@ class GuidedTeacher(TeacherMixin, GeneratorMixin, L.LightningModule):
 
         result = optimize_noise(solve, noise.double(), objective, h.dflow_iterations, optimizer="lbfgs",
                                 lr=h.dflow_lr)
-        self.nfe = (result.evaluations + 1) * h.dflow_steps
+        self._dflow_nfe.append((result.evaluations + 1) * h.dflow_steps)
         return solve(result.noise).detach()
+
+    def sample_with(self, *args, **kwargs) -> Tensor:
+        """As the generator's; for D-Flow, ``nfe`` becomes the mean over this call's samples."""
+        self._dflow_nfe = []
+        samples = super().sample_with(*args, **kwargs)
+        if self._dflow_nfe:
+            self.nfe = sum(self._dflow_nfe) / len(self._dflow_nfe)
+        return samples
 
     def generate_normalized(self, noise: Tensor) -> Tensor:
         if self.method == "diffusionpde":

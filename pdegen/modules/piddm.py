@@ -34,8 +34,9 @@ class PIDDMStudent(TeacherMixin, GeneratorMixin, L.LightningModule):
     ``teacher_steps`` = N_s steps, in normalised units, mean over entries) and R is
     :func:`pdegen.metrics.residual_loss` of the decoded sample: the squared relative discrete L2
     residual, interior equation plus boundary condition, in physical units, so λ_train means the
-    same at every resolution; relative to the typical source size of the teacher's samples
-    (``residual_scales``, saved in the checkpoint), not to each output's own. The constraint is on
+    same at every resolution; relative to the typical source size of the training data
+    (``residual_scales``, the teacher's, saved in the checkpoint; for a teacher without them, its
+    samples'), not to each output's own: the same normalisation as the PIDM and guided baselines. The constraint is on
     the final sample, not on a posterior mean E[x0|xt], so it has no Jensen's gap.
 
     Pairs: ``num_pairs`` training pairs and ``num_val_pairs`` held-out ones (the val/test loss),
@@ -159,8 +160,8 @@ class PIDDMStudent(TeacherMixin, GeneratorMixin, L.LightningModule):
     def _set_pairs(self, arrays: dict[str, Tensor], round_: int) -> None:
         self._pairs = {k: v.to(self.device, torch.float32) for k, v in arrays.items()}
         self._pair_round = round_
-        # R's normalisation: the teacher's samples' typical source size, not each output's own
-        self.residual_scales = reference_residual_scales(self.pde, self.normalizer.decode(self._pairs["sample"]))
+        if self.residual_scales is None:  # a teacher without the data's scales: its samples' typical source size
+            self.residual_scales = reference_residual_scales(self.pde, self.normalizer.decode(self._pairs["sample"]))
 
     def on_fit_start(self) -> None:
         super().on_fit_start()

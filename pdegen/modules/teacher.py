@@ -13,6 +13,8 @@ from torch import Tensor, nn
 from pdegen.diffusion import EDMPreconditioner, edm_coefficients, edm_loss_terms, karras_sigmas, sample, sampler_nfe
 from pdegen.modules.generator import GeneratorMixin, load_module
 
+RESIDUAL_WEIGHTINGS = ("c_skip", "uniform")
+
 
 class DiffusionTeacher(GeneratorMixin, L.LightningModule):
     """Learns the distribution of PDE samples with the EDM loss; samples with a float64 PF-ODE solver.
@@ -21,13 +23,18 @@ class DiffusionTeacher(GeneratorMixin, L.LightningModule):
     per-channel statistics it copies from the DataModule (stored in its checkpoint) and
     denoises all channels jointly. ``sample(n)`` returns physical units.
 
-    With ``residual_weight`` λ > 0 it is the PIDM baseline (Bastek, Sun & Kochmann 2024,
-    "Physics-informed diffusion models"): the loss becomes EDM loss + λ · mean over the batch of
-    :func:`~pdegen.metrics.residual_loss` of the denoised estimate D(x + n, σ) in physical units,
-    each sample's term weighted by c_skip(σ) = σ_d² / (σ² + σ_d²) (1 at σ → 0, σ_d²/σ² at high noise).
-    That weight counts the residual where the posterior mean is close to a sample; unweighted, the
-    residual of the high-noise estimates (about 2e4 at σ = 80 on Darcy, against 0.3 at σ = 0.01, for a
-    trained teacher) would dominate the term.
+    With ``residual_weight`` λ > 0 the loss becomes EDM loss + λ · mean over the batch of
+    :func:`~pdegen.metrics.residual_loss` of the denoised estimate D(x + n, σ) in physical units
+    (normalised by the training data's ``residual_scales``), each sample's term weighted by
+    ``residual_weighting``:
+
+    - ``uniform``: PIDM as published (Bastek, Sun & Kochmann 2024, "Physics-informed diffusion
+      models": the residual of the posterior-mean estimate at every noise level, trained from scratch;
+      their code weights it by c_residual = 1e-3);
+    - ``c_skip``: c_skip(σ) = σ_d² / (σ² + σ_d²) (1 at σ → 0, σ_d²/σ² at high noise), pdegen's
+      variant for fine-tuning a trained teacher (``init_from``): it counts the residual where the posterior
+      mean is close to a sample; unweighted, the residual of the high-noise estimates (about 2e4 at σ = 80
+      on Darcy, against 0.3 at σ = 0.01, for a trained teacher) dominates the term.
     That constrains the posterior mean E[x0 | xt], not the samples: for a nonlinear residual
     R(E[x0 | xt]) ≠ E[R(x0) | xt] (Jensen's gap), so even the exact denoiser of PDE solutions is
     penalised, which is the weakness PIDDM (arXiv 2505.22391) addresses.
@@ -41,6 +48,7 @@ class DiffusionTeacher(GeneratorMixin, L.LightningModule):
         sample_batch_size: samples generated per network batch in :meth:`sample`.
         residual_weight: λ >= 0 of the PIDM residual term (0: the plain EDM loss). λ > 0 needs the
             PDE attached (a DataModule with a ``pde``, a checkpoint, or :meth:`attach_pde`).
+        residual_weighting: ``c_skip`` or ``uniform`` (above).
         init_from: checkpoint of a trained DiffusionTeacher of the same architecture whose weights start
             this one (PIDM fine-tunes the plain teacher: from scratch, the posterior mean of the untrained
             network has residuals of 1e3 to 1e9 on Darcy, whose gradient wrecked the EDM loss, 1 → 10,
@@ -50,12 +58,14 @@ class DiffusionTeacher(GeneratorMixin, L.LightningModule):
     def __init__(self, net: nn.Module, sigma_data: float = 1.0, p_mean: float = -1.2, p_std: float = 1.2,
                  sampler: str = "heun", num_steps: int = 18, sigma_min: float = 0.002, sigma_max: float = 80.0,
                  rho: float = 7.0, sample_batch_size: int = 64, residual_weight: float = 0.0,
-                 init_from: str | None = None,
+                 residual_weighting: str = "c_skip", init_from: str | None = None,
                  optimizer: OptimizerCallable = torch.optim.Adam,
                  lr_scheduler: LRSchedulerCallable | None = None) -> None:
         super().__init__()
         if not (math.isfinite(residual_weight) and residual_weight >= 0):
             raise ValueError(f"residual_weight (the PIDM λ) must be finite and >= 0, got {residual_weight}")
+        if residual_weighting not in RESIDUAL_WEIGHTINGS:
+            raise ValueError(f"unknown residual_weighting {residual_weighting!r}; choose one of {RESIDUAL_WEIGHTINGS}")
         self.save_init_arguments()
         self.residual_weight = float(residual_weight)
         self.denoiser = EDMPreconditioner(net, sigma_data=sigma_data)
@@ -91,8 +101,10 @@ class DiffusionTeacher(GeneratorMixin, L.LightningModule):
         if self.residual_weight == 0:
             self.log_loss_terms(batch.shape[0], edm_loss=edm)
             return edm
-        weight = edm_coefficients(terms.sigma, self.denoiser.sigma_data).c_skip
-        residual = (weight * self.physics_loss(terms.denoised, reference=batch)).mean()  # the data's source size
+        residual = self.physics_loss(terms.denoised, reference=batch)  # the data's source size
+        if self.hparams.residual_weighting == "c_skip":
+            residual = edm_coefficients(terms.sigma, self.denoiser.sigma_data).c_skip * residual
+        residual = residual.mean()
         self.log_loss_terms(batch.shape[0], edm_loss=edm, residual_loss=residual)
         return edm + self.residual_weight * residual.to(edm.dtype)
 
