@@ -33,25 +33,37 @@ class _OneBatch(L.LightningDataModule):
         return torch.utils.data.DataLoader(torch.zeros(2, 2, 8, 8), batch_size=2)
 
 
-def test_generator_latency_reports_nfe_per_sample_times_and_the_teachers_speedup(tmp_path):
-    teacher = tiny_teacher()
+def test_generator_latency_times_the_teacher_with_its_own_sampler_and_steps(tmp_path):
+    """The speed-up divides the teacher's time with *its own* sampler (Heun, 3 steps: 5 NFE), not Heun on the
+    student's 6-point distillation grid (10 NFE): the timed teacher call returns the teacher's own samples."""
+    teacher = tiny_teacher(num_steps=3)
     student = PIDStudent(teacher, num_points=6)
+    assert student.reference_nfe("heun") == 10 and teacher.nfe == 5, "the two teacher samplers differ"
+    targets = student.latency_targets(4)
+    own = teacher.sample(4, generator=torch.Generator().manual_seed(0), batch_size=4)
+    torch.testing.assert_close(targets["teacher"](), own, rtol=0, atol=0)
+    torch.testing.assert_close(targets["model"](), student.sample(4, torch.Generator().manual_seed(0)), rtol=0, atol=0)
+
     callback = LatencyCallback(batch_sizes=[1, 4], threads=[1], warmup=1, repeats=3, output_dir=str(tmp_path))
     rows = callback.measure(student)
     assert {(r["target"], r["batch_size"]) for r in rows} == {(t, b) for t in ("model", "teacher") for b in (1, 4)}
     for row in rows:
         assert row["median_ms_per_sample"] == pytest.approx(row["median_ms"] / row["batch_size"])
         assert row["samples_per_s"] == pytest.approx(1e3 * row["batch_size"] / row["median_ms"])
-    assert student.latency_nfe() == {"model": 1, "teacher": student.reference_nfe("heun")}
+    assert student.latency_nfe() == {"model": 1, "teacher": 5}
 
     trainer = L.Trainer(accelerator="cpu", logger=False, callbacks=[callback], enable_progress_bar=False)
     trainer.test(student, datamodule=_OneBatch())
     metrics = trainer.callback_metrics
-    assert metrics["test/latency/model/nfe"] == 1 and metrics["test/latency/teacher/nfe"] == 10
-    assert metrics["test/latency/speedup/b4_t1"] > 1, "one network evaluation beats Heun's ten (5 intervals)"
+    assert metrics["test/latency/model/nfe"] == 1 and metrics["test/latency/teacher/nfe"] == 5
     saved = json.loads((tmp_path / "latency.json").read_text())
-    assert saved["nfe"] == {"model": 1, "teacher": 10} and len(saved["rows"]) == 4
+    medians = {(r["target"], r["batch_size"]): r["median_ms"] for r in saved["rows"]}
+    assert metrics["test/latency/speedup/b4_t1"] == pytest.approx(medians["teacher", 4] / medians["model", 4])
+    assert saved["nfe"] == {"model": 1, "teacher": 5} and len(saved["rows"]) == 4
     assert tiny_teacher(num_steps=4).latency_nfe() == {"model": 7}
+    plain = PIDStudent(teacher.denoiser, net=UNet(channels=2, base_channels=8, channel_mults=[1, 2]), num_points=6)
+    plain.attach_pde(teacher.pde)
+    assert set(plain.latency_targets(2)) == {"model"}, "a plain denoiser has no sampler of its own to time"
 
 
 class _BlowsUp(L.LightningModule):

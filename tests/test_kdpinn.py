@@ -16,7 +16,7 @@ from pdegen.callbacks import LatencyCallback
 from pdegen.cli import main
 from pdegen.export import onnx_runner, save_onnx, save_torchscript, to_torchscript
 from pdegen.modules.kdpinn import KDPINNStudent, distillation_loss, gaussian_kl, load_pinn
-from pdegen.modules.pinn import PINN, causal_mean
+from pdegen.modules.pinn import PINN, causal_mean, reference_errors
 from pdegen.nets import CoordinateMLP
 from pdegen.pdes.pointwise import AllenCahnPINN, KovasznayFlow, TaylorGreenVortex
 
@@ -174,13 +174,19 @@ def test_every_problem_trains_teacher_and_student_through_the_cli(problem, workd
     tested = main(["test", "--config", student_config, "--ckpt_path", "last", "--model.init_args.num_distill=128",
                    "--model.init_args.num_eval_points=400", "--trainer.callbacks.init_args.repeats=3",
                    "--trainer.callbacks.init_args.warmup=1"])
-    metrics = tested.trainer.callback_metrics
-    assert torch.isfinite(metrics["test/rel_l2"]) and float(metrics["test/rmse"]) > 0
-    for batch in (1, 1000, 10000):
-        for threads in (1, 0):
-            key = f"b{batch}_t{threads}"
-            assert metrics[f"test/latency/speedup/{key}"] == pytest.approx(
-                metrics[f"test/latency/teacher/{key}/median_ms"] / metrics[f"test/latency/model/{key}/median_ms"])
+    metrics, model = tested.trainer.callback_metrics, tested.model
+    coords, reference = model.evaluation_points()
+    ours = reference_errors(model.problem, coords, model.predict_points(coords), reference)["rel_l2"]
+    with torch.no_grad():
+        teacher_prediction = model.teacher(coords.to(next(model.teacher.parameters()).dtype)).double()
+    theirs = reference_errors(model.problem, coords, teacher_prediction, reference)["rel_l2"]
+    assert float(metrics["test/rel_l2"]) == pytest.approx(float(ours), rel=1e-5), "the student's error is logged"
+    assert float(ours) != pytest.approx(float(theirs), rel=1e-3), "not its teacher's"
+    targets, points = model.latency_targets(7), model.latency_points(7)
+    with torch.no_grad():
+        torch.testing.assert_close(targets["teacher"](), model.teacher(points), rtol=0, atol=0)
+        torch.testing.assert_close(targets["model"](), model.net(points), rtol=0, atol=0)
+    assert {f"test/latency/speedup/b{b}_t{t}" for b in (1, 1000, 10000) for t in (1, 0)} <= set(metrics)
     rows = json.loads((workdir / f"runs/kdpinn/{problem}_student/logs/version_1/latency.json").read_text())["rows"]
     assert len(rows) == 12 and all(row["p90_ms"] >= row["median_ms"] > 0 for row in rows)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 from pathlib import Path
 from typing import Any
@@ -15,9 +16,9 @@ from torch import Tensor
 from pdegen.benchmarking import best_time
 from pdegen.callbacks.heldout import HeldOutEvaluation, last_plane, publish_figure, results_dir
 from pdegen.io import write_text_atomic
-from pdegen.metrics import MomentErrors, PDEResidualNorm
+from pdegen.metrics import MarginalWasserstein, MomentErrors, PDEResidualNorm
 from pdegen.plotting import sample_figure
-from pdegen.report import write_report
+from pdegen.report import side_label, write_report
 
 
 class _StageState:
@@ -27,6 +28,7 @@ class _StageState:
         self.reference = PDEResidualNorm(pde).to(device)
         # held-out ground truth vs each generated set, and vs an independent ground-truth set (the floor)
         self.moments = {side: MomentErrors(pde.num_channels, pde.grid.shape).to(device) for side in sides}
+        self.marginals = {side: MarginalWasserstein(pde.num_channels).to(device) for side in sides}
         self.examples: list[Tensor] = []
         self.num_examples = num_examples
         self.count = 0
@@ -36,7 +38,7 @@ class _StageState:
         if len(batch) == 0:
             return
         self.reference.update(batch)
-        for metric in self.moments.values():
+        for metric in (*self.moments.values(), *self.marginals.values()):
             metric.update(reference=batch)
         if sum(len(e) for e in self.examples) < self.num_examples:
             self.examples.append(batch[: self.num_examples])
@@ -54,13 +56,23 @@ class PDEResidualCallback(HeldOutEvaluation):
     - ``{stage}/gen/{mmse,smse}/<channel>``: ensemble moment errors against the held-out set, and
       ``{stage}/gt/{mmse,smse}/<channel>`` the same for an independent ground-truth set of the same
       size (the first training samples): the sampling floor a perfect generator would reach;
+    - ``{stage}/{gen,gt}/w1/<channel>``: the 1-D Wasserstein distance between the marginal distributions of
+      the channel's generated and held-out values, over the held-out values' std
+      (:class:`~pdegen.metrics.MarginalWasserstein`): do generated values lie where the data's do (a
+      residual can be won by leaving the data's support, e.g. a smooth coefficient where the data are
+      two-valued); ``gt`` is again the floor;
     - ``{stage}/nfe`` and ``{stage}/seconds_per_sample``;
-    - for a distilled student (a module with ``reference_sample``, e.g. :class:`~pdegen.modules.PIDStudent`),
-      the same figures for its teacher's samples from the same noise with each of ``teacher_samplers``
-      (``{stage}/teacher_<sampler>/...``, NFE and time at the same batch size), the speed-up
-      ``teacher_<sampler>/speedup`` and ``teacher_<sampler>/gap_rmse``, the mean over samples of the RMS
-      difference between student and teacher sample in normalised units (per-channel std). The
-      teacher's samples are computed once per run (the teacher is frozen) and reused;
+    - for a module holding a diffusion teacher (a student, e.g. :class:`~pdegen.modules.PIDDMStudent`) and
+      ``teacher=True``: the same figures for the teacher's samples from the same noise with *its own*
+      configured sampler and steps (``{stage}/teacher/...``: what a user of the teacher gets), its NFE and
+      time at the same batch size in this process, and the speed-up ``teacher/speedup`` (teacher time /
+      module time);
+    - for a distilled student (a module with ``reference_sample``), the teacher's *grid-matched* samples
+      from the same noise with each of ``teacher_samplers`` on the student's distillation grid
+      (``{stage}/teacher_<sampler>/...``, NFE and time): how faithfully the student reproduces what it
+      distilled, with ``teacher_<sampler>/gap_rmse``, the mean over samples of the RMS difference between
+      student and teacher sample in normalised units (per-channel std); never a speed-up. The teacher's
+      samples are computed once per run (the teacher is frozen) and reused;
     - a figure of samples and residual maps (for 3-D grids, of the last plane, e.g. the final state):
       an image for W&B/TensorBoard, else a PNG in ``output_dir``.
 
@@ -71,7 +83,7 @@ class PDEResidualCallback(HeldOutEvaluation):
     """
 
     def __init__(self, num_samples: int = 64, every_n_epochs: int = 1, seed: int = 0, num_figure_samples: int = 4,
-                 output_dir: str | None = None, log_images: bool = True,
+                 output_dir: str | None = None, log_images: bool = True, teacher: bool = True,
                  teacher_samplers: list[str] = ["euler", "heun"]) -> None:
         if num_samples < 2:
             raise ValueError(f"num_samples must be at least 2 for ensemble statistics, got {num_samples}")
@@ -81,6 +93,7 @@ class PDEResidualCallback(HeldOutEvaluation):
         self.num_figure_samples = num_figure_samples
         self.output_dir = output_dir
         self.log_images = log_images
+        self.teacher = teacher
         self.teacher_samplers = list(teacher_samplers)
         self._references: dict[tuple, tuple[Tensor, float]] = {}
         self._state: _StageState | None = None
@@ -90,7 +103,8 @@ class PDEResidualCallback(HeldOutEvaluation):
         if getattr(pl_module, "pde", None) is None:
             raise RuntimeError("PDEResidualCallback needs a generator module with a PDE attached "
                                "(a DataModule that has `pde`, or a pdegen checkpoint)")
-        sides = ["gen", "gt", *(f"teacher_{name}" for name in self._samplers_for(pl_module))]
+        sides = ["gen", "gt", *(["teacher"] if self._own_teacher(pl_module) else []),
+                 *(f"teacher_{name}" for name in self._samplers_for(pl_module))]
         self._state = _StageState(pl_module.pde, pl_module.device, self.num_figure_samples, sides)
 
     def add_reference(self, batch: Tensor) -> None:
@@ -100,18 +114,27 @@ class PDEResidualCallback(HeldOutEvaluation):
     def _samplers_for(self, pl_module: L.LightningModule) -> list[str]:
         return self.teacher_samplers if hasattr(pl_module, "reference_sample") else []
 
+    def _own_teacher(self, pl_module: L.LightningModule) -> bool:
+        return self.teacher and getattr(pl_module, "is_diffusion_teacher", False)
+
     @staticmethod
     def _timed(pl_module: L.LightningModule, draw) -> tuple[Tensor, float]:
         """``draw()`` and its wall-clock seconds, synchronising the GPU around it."""
         seconds, _, samples = best_time(draw, sync=pl_module.device.type == "cuda")
         return samples, seconds
 
-    def _teacher_samples(self, pl_module: L.LightningModule, sampler: str, seed: int) -> tuple[Tensor, float]:
+    def _teacher_samples(self, pl_module: L.LightningModule, sampler: str | None, seed: int) -> tuple[Tensor, float]:
+        """The teacher's samples from the noise of ``seed`` and their seconds: with its own sampler (``None``)
+        or with ``sampler`` on the student's grid."""
         key = (sampler, self.num_samples, seed, str(pl_module.device))
         if key not in self._references:
             generator = torch.Generator(device=pl_module.device).manual_seed(seed)
-            self._references[key] = self._timed(
-                pl_module, lambda: pl_module.reference_sample(self.num_samples, generator=generator, sampler=sampler))
+            if sampler is None:
+                draw = functools.partial(pl_module.teacher_sample, self.num_samples, generator=generator)
+            else:
+                draw = functools.partial(pl_module.reference_sample, self.num_samples, generator=generator,
+                                         sampler=sampler)
+            self._references[key] = self._timed(pl_module, draw)
         return self._references[key]
 
     def evaluate(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
@@ -121,6 +144,11 @@ class PDEResidualCallback(HeldOutEvaluation):
         generated, seconds = self._timed(pl_module, lambda: pl_module.sample(self.num_samples, generator=generator))
         results: dict[str, float] = {"nfe": float(pl_module.nfe), "seconds_per_sample": seconds / self.num_samples}
         sets = {"gen": generated}
+        if self._own_teacher(pl_module):
+            sets["teacher"], teacher_seconds = self._teacher_samples(pl_module, None, seed)
+            results |= {"teacher/nfe": float(pl_module.teacher_nfe),
+                        "teacher/seconds_per_sample": teacher_seconds / self.num_samples,
+                        "teacher/speedup": teacher_seconds / seconds}
         generated_normalized = pl_module.normalizer.encode(generated)
         for sampler in self._samplers_for(pl_module):
             side = f"teacher_{sampler}"
@@ -128,17 +156,17 @@ class PDEResidualCallback(HeldOutEvaluation):
             normalized_gap = generated_normalized - pl_module.normalizer.encode(sets[side])
             results |= {f"{side}/nfe": float(pl_module.reference_nfe(sampler)),
                         f"{side}/seconds_per_sample": teacher_seconds / self.num_samples,
-                        f"{side}/speedup": teacher_seconds / seconds,
                         f"{side}/gap_rmse": float(normalized_gap.flatten(1).square().mean(1).sqrt().mean())}
 
         independent = self._independent_ground_truth(trainer, pl_module)
         if independent is not None:
             sets["gt"] = independent
         for side, samples in sets.items():
-            state.moments[side].update(generated=samples)
-            for key, values in state.moments[side].compute().items():
-                for channel, value in zip(pde.channels, values.reshape(-1), strict=True):  # 1 channel: 0-d
-                    results[f"{side}/{key}/{channel}"] = float(value)
+            for metric in (state.moments[side], state.marginals[side]):
+                metric.update(generated=samples)
+                for key, values in metric.compute().items():
+                    for channel, value in zip(pde.channels, values.reshape(-1), strict=True):  # 1 channel: 0-d
+                        results[f"{side}/{key}/{channel}"] = float(value)
         residual_norms = {side: PDEResidualNorm(pde).to(pl_module.device) for side in sets if side != "gt"}
         for side, metric in residual_norms.items():
             metric.update(sets[side])
@@ -174,7 +202,7 @@ class PDEResidualCallback(HeldOutEvaluation):
             return None
         k = self.num_figure_samples
         shown = {"generated": sets["gen"][:k]}
-        shown |= {side.replace("_", " "): x[:k] for side, x in sets.items() if side.startswith("teacher_")}
+        shown |= {side_label(side): x[:k] for side, x in sets.items() if side.startswith("teacher")}
         shown["ground truth"] = torch.cat(state.examples)[:k]
         rows = {label: (last_plane(x), last_plane(pde.residual(x))) for label, x in shown.items()}
         fig = sample_figure(rows, pde.channels, num_columns=k)

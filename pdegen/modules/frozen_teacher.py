@@ -64,9 +64,11 @@ class TeacherMixin:
         return self.teacher.denoiser.net
 
     def copy_teacher_normalizer(self) -> None:
-        """Call after ``init_generator``: the teacher's normaliser and PDE become the student's."""
+        """Call after ``init_generator``: the teacher's normaliser, residual normalisation and PDE become
+        the student's (so every residual loss of a student or baseline uses the teacher's data scales)."""
         if self.is_diffusion_teacher:
             self.normalizer.load_state_dict(self.teacher.normalizer.state_dict())
+            self.residual_scales = self.teacher.residual_scales
             if self.teacher.pde is not None:
                 self.attach_pde(self.teacher.pde)
 
@@ -83,10 +85,11 @@ class TeacherMixin:
                              "set the DataModule's `pde` to the teacher's")
         super().attach_pde(pde)
 
-    # ------------------------------------------------------------------ the teacher's samples, for comparison
+    # ------------------------------------------------------------------ the teacher on the student's grid
     @property
     def reference_sigmas(self) -> Tensor:
-        """The σ schedule of the teacher's reference samples (the student's sets it)."""
+        """The σ schedule of the teacher's grid-matched samples (the student's distillation grid): they measure
+        how faithfully the student reproduces what it distilled (fidelity, gap), never its speed-up."""
         raise NotImplementedError
 
     def reference_generate(self, noise: Tensor, sampler: str = "euler") -> Tensor:
@@ -104,17 +107,30 @@ class TeacherMixin:
         sigmas = self.reference_sigmas
         return sampler_nfe(sampler, len(sigmas) - 1, ends_at_zero=bool(sigmas[-1] == 0))
 
-    latency_sampler = "heun"
-    """The teacher sampler :meth:`latency_targets` times beside the student."""
+    # ------------------------------------------------------------------ the teacher as its users sample it
+    def teacher_sample(self, n: int, generator: torch.Generator | None = None,
+                       batch_size: int | None = None) -> Tensor:
+        """The teacher's samples with its own configured sampler and steps (``DiffusionTeacher.sample``), from
+        the noise :meth:`sample` draws with the same ``generator`` seed: what every speed-up divides."""
+        if not self.is_diffusion_teacher:
+            raise TypeError("a plain denoiser teacher has no sampler of its own; give a DiffusionTeacher")
+        return self.sample_with(self.teacher.generate_normalized, n, generator, batch_size)
+
+    @property
+    def teacher_nfe(self) -> int:
+        """Network evaluations per sample of :meth:`teacher_sample`."""
+        return self.teacher.nfe
 
     def latency_targets(self, batch_size: int) -> dict[str, Callable[[], Tensor]]:
-        """The student's batch of samples and its teacher's (:attr:`latency_sampler` on
-        :attr:`reference_sigmas`) from the same noise."""
-        return super().latency_targets(batch_size) | {"teacher": lambda: self.reference_sample(
-            batch_size, self._latency_seed(), sampler=self.latency_sampler, batch_size=batch_size)}
+        """The student's batch of samples and, for a DiffusionTeacher, the teacher's with its own sampler and
+        steps (:meth:`teacher_sample`) from the same noise."""
+        targets = super().latency_targets(batch_size)
+        if self.is_diffusion_teacher:
+            targets["teacher"] = lambda: self.teacher_sample(batch_size, self._latency_seed(), batch_size=batch_size)
+        return targets
 
     def latency_nfe(self) -> dict[str, int]:
-        return super().latency_nfe() | {"teacher": self.reference_nfe(self.latency_sampler)}
+        return super().latency_nfe() | ({"teacher": self.teacher_nfe} if self.is_diffusion_teacher else {})
 
     def train(self, mode: bool = True):
         """The teacher stays in eval mode (no dropout) whatever the student's mode."""
