@@ -16,12 +16,13 @@ TINY = {
     "data": {"num_samples": 40, "batch_size": 8, "num_workers": 0},
     "net": {"base_channels": 8, "channel_mults": [1, 2], "num_res_blocks": 1, "dropout": 0.0},
     "teacher": {"max_epochs": 1, "lr": 2e-3, "ema_decay": 0.9},
-    "pidm": {"max_epochs": 1, "lr": 2e-4, "ema_decay": 0.9},
+    "finetune": {"max_epochs": 1, "lr": 2e-4, "ema_decay": 0.9},
     "student": {"max_epochs": 1, "lr": 3e-4, "ema_decay": 0.9, "num_pairs": 8, "num_val_pairs": 4,
                 "teacher_steps": 3, "task_steps": 2},
     "refine_steps": 2,
     "dflow": {"dflow_iterations": 2, "dflow_steps": 2},
     "eval": {"num_samples": 4, "task_samples": 2, "sample_batch_size": 4},
+    "tune": {"num_samples": 2, "observation_weights": [0.0, 10.0], "pde_weights": [0.0]},
 }
 
 
@@ -39,14 +40,24 @@ def test_every_method_on_one_family_then_reuse(tool, workdir, capsys):
     tool.main(["--families", "darcy", "--out", str(out)])
     table = (out / "compare.md").read_text()
     header = next(line for line in table.splitlines() if line.startswith("| | "))
-    assert header.split(" | ")[1:-1] == list(tool.METHODS), "one column per method, in order"
+    assert header.split(" | ")[1:-1] == tool.DEFAULT_METHODS, "one column per method, in order"
+    assert "PIDM (scratch)" not in tool.DEFAULT_METHODS and "R fine-tune (Heun)" in tool.DEFAULT_METHODS
     nfe = next(line for line in table.splitlines() if line.startswith("| network evaluations"))
     cells = nfe.split(" | ")[1:-1]
     assert cells[:2] + cells[3:] == ["63", "63", "63", "1", "3"], "Heun with 32 steps; PIDDM-ref 1 + 2 refinements"
-    assert int(cells[2]) >= 4, "D-Flow: at least one L-BFGS evaluation of the 2-step Euler solve, and its gradient"
+    assert float(cells[2]) >= 4, "D-Flow: at least one L-BFGS evaluation of the 2-step Euler solve, and its gradient"
     forward = r"\| forward: relative L2 `u` \| – \| \S+ \| \S+ \| – \| \S+ \| \S+ \|"
     assert re.search(forward, table), "no tasks for the plain Heun samplers"
+    assert re.search(r"\| W1 of values / data std `a` \| (\S+ \| ){5}\S+ \| \S+ \|", table), "W1 per channel"
     assert "residual ratio" in table and "speed-up" in table, "the Darcy targets are checked"
+    assert "teacher's own sampler (63 NFE)" in table, "the speed-up divides the teacher's own Heun-32 time"
+    assert re.search(r"residual target: \*\*(met|missed|not counted)", table)
+
+    tuned = json.loads((out / "darcy/tune/tune.json").read_text())
+    assert tuned["split"] == "validation" and len(tuned["rows"]) == 2
+    assert tuned["best"] == min(tuned["rows"], key=lambda row: row["mean"])
+    guided = yaml.safe_load((out / "darcy/configs/eval_diffusionpde.yaml").read_text())["model"]["init_args"]
+    assert guided["observation_weight"] == tuned["best"]["observation_weight"], "DiffusionPDE runs at the tuned ζ"
     assert (out / "compare.png").stat().st_size > 20_000
     results = json.loads((out / "compare.json").read_text())["darcy"]
     assert results["PIDDM-ref"]["sample"]["metrics"]["nfe"] == 3, "the test-time refine_steps reached the student"
@@ -55,8 +66,8 @@ def test_every_method_on_one_family_then_reuse(tool, workdir, capsys):
     assert config["model"]["init_args"]["num_pairs"] == 8 and config["trainer"]["accelerator"] == "cpu"
     assert config["data"]["init_args"]["pde"]["init_args"]["resolution"] == 24
     assert config["trainer"]["default_root_dir"] == str(out / "darcy/piddm"), "outputs retargeted under --out"
-    pidm = yaml.safe_load((out / "darcy/configs/pidm.yaml").read_text())["model"]["init_args"]
-    assert pidm["init_from"] == str(out / "darcy/teacher/checkpoints/last.ckpt"), "PIDM fine-tunes the teacher"
+    finetune = yaml.safe_load((out / "darcy/configs/finetune.yaml").read_text())["model"]["init_args"]
+    assert finetune["init_from"] == str(out / "darcy/teacher/checkpoints/last.ckpt"), "it fine-tunes the teacher"
 
     checkpoint = out / "darcy/teacher/checkpoints/last.ckpt"
     stamp = checkpoint.stat().st_mtime_ns
