@@ -75,3 +75,23 @@ def test_every_method_on_one_family_then_reuse(tool, workdir, capsys):
     tool.main(["--families", "darcy", "--out", str(out), "--methods", "PIDDM-1"])
     assert checkpoint.stat().st_mtime_ns == stamp, "a finished stage is reused, not retrained"
     assert "| PIDDM-1 | ground truth |" in capsys.readouterr().out
+
+
+def test_a_residual_won_by_leaving_the_datas_support_is_not_counted(tool):
+    """The quickstart case: PIDDM's residual 0.147 against the teacher's 1.131, but its `a` is smooth between 3 and 12
+    where the data are two-valued: SMSE(a) 100× and W1(a) 10× the teacher's. The verdict must not call it met."""
+    def metrics(smse_a: float, w1_a: float) -> dict:
+        m = {"gen/residual_interior_rel": 0.147, "teacher/residual_interior_rel": 1.131, "teacher/nfe": 63.0,
+             "teacher/speedup": 80.0}
+        for side in ("gen", "teacher"):
+            m |= {f"{side}/mmse/a": 1.7, f"{side}/mmse/u": 2e-7, f"{side}/smse/u": 1e-7, f"{side}/w1/u": 0.05}
+        m |= {"teacher/smse/a": 0.0054, "teacher/w1/a": 0.02, "gen/smse/a": smse_a, "gen/w1/a": w1_a}
+        return {"PIDDM-1": {"sample": {"metrics": m, "pde": {"channels": ["a", "u"]}}}}
+
+    off_support = "\n".join(tool.targets(metrics(smse_a=0.54, w1_a=0.2)))
+    assert "residual target: **not counted: SMSE `a`, W1 `a`" in off_support
+    assert "W1 `a`: 10.00× the teacher's" in off_support
+    only_w1 = "\n".join(tool.targets(metrics(smse_a=0.0054, w1_a=0.2)))
+    assert "not counted: W1 `a`" in only_w1, "W1 alone catches values off the data's support"
+    on_support = "\n".join(tool.targets(metrics(smse_a=0.0054, w1_a=0.02)))
+    assert "residual target: **met, with MMSE, SMSE and W1 within bounds**" in on_support

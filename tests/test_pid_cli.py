@@ -90,6 +90,7 @@ def test_teacher_to_student_workflow_report_and_reload(workdir):
     assert ("| teacher (own sampler) | teacher euler (student's grid) | teacher heun (student's grid) | ground truth |"
             in text)
     assert "speed-up (teacher's own sampler time / generator time)" in text
+    assert "| W1 `a` (distribution of values, in data stds) |" in text and metrics["gt/w1/a"] < metrics["gen/w1/a"]
     assert (report / "samples.png").stat().st_size > 10_000
 
     resumed = main(["fit", "--config", QUICKSTART_PID, *TINY_STUDENT, "--trainer.max_epochs=3", "--ckpt_path", "last"])
