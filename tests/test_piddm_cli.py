@@ -94,8 +94,15 @@ def test_teacher_to_piddm_student_workflow_tasks_report_and_reload(workdir):
     first = loaded.sample(3, generator=torch.Generator().manual_seed(1))
     in_memory = cli.model.to("cpu").sample(3, generator=torch.Generator().manual_seed(1))
     assert torch.allclose(first, in_memory, atol=1e-5), "last.ckpt holds the (EMA) student the fit ended with"
+    teacher = torch.load(workdir / "runs/quickstart/checkpoints/last.ckpt", weights_only=True)["state_dict"]
+    held = torch.load(last, weights_only=True)["state_dict"]
+    for name, value in teacher.items():  # the EMA leaves the frozen teacher exactly as it was loaded
+        assert torch.equal(held[f"teacher.{name}"], value), f"the student's teacher drifted: {name}"
+    pairs = workdir / "runs/quickstart_piddm/pairs/pairs_rank0_round0.h5"
+    made = pairs.stat().st_mtime_ns
 
     main(["test", "--config", QUICKSTART_PIDDM, *TINY_STUDENT, "--ckpt_path", "last"])
+    assert pairs.stat().st_mtime_ns == made, "the test run reuses the pairs cached for this teacher"
     report = workdir / "runs/quickstart_piddm/report"
     metrics = json.loads((report / "metrics.json").read_text())["metrics"]
     assert metrics["nfe"] == 1 and metrics["teacher_heun/nfe"] == 5 and metrics["teacher_euler/nfe"] == 3

@@ -27,9 +27,9 @@ from pathlib import Path
 import lightning as L
 import matplotlib.pyplot as plt
 import torch
-from lightning.pytorch.callbacks import EMAWeightAveraging
 from torch.utils.data import DataLoader, TensorDataset
 
+from pdegen.callbacks import EMAWeightAveraging
 from pdegen.diffusion import GaussianMixtureDenoiser, pid_grid, sample
 from pdegen.io import write_text_atomic
 from pdegen.metrics import PDEResidualNorm

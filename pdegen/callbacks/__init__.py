@@ -1,8 +1,9 @@
 """Lightning callbacks: the residual, Fréchet-distance and task reports of every generator module,
-figures of samples and spectra, inference latency, generated samples to HDF5, and the stop at a
-non-finite loss."""
+figures of samples and spectra, inference latency, generated samples to HDF5, the stop at a
+non-finite loss, and an EMA of the weights that leaves constant weights exact."""
 
 from .compile import CompileBackbones
+from .ema import EMAWeightAveraging
 from .fid import FIDCallback
 from .figures import SampleFigures
 from .finite import NonFiniteLossError, StopOnNonFiniteLoss
@@ -11,5 +12,5 @@ from .residual import PDEResidualCallback
 from .samples import SampleWriter
 from .task import TaskCallback
 
-__all__ = ["CompileBackbones", "FIDCallback", "LatencyCallback", "NonFiniteLossError", "PDEResidualCallback",
-           "SampleFigures", "SampleWriter", "StopOnNonFiniteLoss", "TaskCallback"]
+__all__ = ["CompileBackbones", "EMAWeightAveraging", "FIDCallback", "LatencyCallback", "NonFiniteLossError",
+           "PDEResidualCallback", "SampleFigures", "SampleWriter", "StopOnNonFiniteLoss", "TaskCallback"]
