@@ -16,6 +16,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 TOOLS = ROOT / "tools"
@@ -103,6 +104,17 @@ def teacher_checkpoint(workdir, one_thread) -> Path:
                 "--data.init_args.pde.init_args.resolution=16", "--data.init_args.num_samples=12",
                 "--data.init_args.batch_size=4", "--model.init_args.net.init_args.base_channels=8"])
     return Path(cli.trainer.checkpoint_callback.last_model_path)
+
+
+def test_bench_pid_times_each_backbones_teacher_with_its_own_configs_sampler(monkeypatch):
+    """The speed-up's teacher samples with the steps of the config that trains that backbone."""
+    bench = load_tool("bench_pid", monkeypatch)
+    configs = {"unet-quickstart": "quickstart/darcy.yaml", "unet-gpu-config": "teacher/darcy.yaml",
+               "fno-gpu-config": "teacher/darcy_fno.yaml"}
+    assert configs.keys() == bench.TEACHER_STEPS.keys()
+    for backbone, config in configs.items():
+        model = yaml.safe_load((ROOT / "lightning_configs" / config).read_text())["model"]["init_args"]
+        assert (model["sampler"], model["num_steps"]) == ("heun", bench.TEACHER_STEPS[backbone]), backbone
 
 
 def test_pid_ablation_writes_one_row_per_problem_scheme_and_grid(teacher_checkpoint, workdir, monkeypatch,
