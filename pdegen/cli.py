@@ -18,7 +18,7 @@ import yaml
 from lightning.pytorch.cli import LightningCLI, SaveConfigCallback
 from lightning.pytorch.loggers import WandbLogger
 
-from pdegen.callbacks import StopOnNonFiniteLoss
+from pdegen.callbacks import RunCheckpoint, StopOnNonFiniteLoss
 
 
 class SaveConfigToLoggers(SaveConfigCallback):
@@ -37,6 +37,13 @@ class PdegenCLI(LightningCLI):
 
     def add_arguments_to_parser(self, parser) -> None:
         parser.add_lightning_class_args(StopOnNonFiniteLoss, "nan_guard")
+        parser.add_argument("--overwrite", type=bool, default=False,
+                            help="fit: replace the checkpoints of an earlier run in the checkpoint folder")
+
+    def before_fit(self) -> None:
+        for callback in self.trainer.callbacks:
+            if isinstance(callback, RunCheckpoint):
+                callback.overwrite = callback.overwrite or self.config.fit.overwrite
 
     def before_instantiate_classes(self) -> None:
         os.environ.setdefault("WANDB_MODE", "offline")

@@ -94,7 +94,7 @@ def retarget(config: dict, root: Path) -> dict:
     trainer["default_root_dir"] = str(root)
     if isinstance(trainer.get("logger"), dict):
         trainer["logger"].setdefault("init_args", {})["save_dir"] = str(root)
-    set_callback_args(config, "ModelCheckpoint", dirpath=str(root / "checkpoints"))
+    set_callback_args(config, "RunCheckpoint", dirpath=str(root / "checkpoints"))
     for name in ("PDEResidualCallback", "TaskCallback"):
         set_callback_args(config, name, output_dir=str(root / "report"))
     return config
@@ -154,7 +154,8 @@ class Family:
 
         checkpoint = self.checkpoint(run)
         if self.force or not checkpoint.is_file():
-            main(["fit", "--config", str(self.write(run, self.config(name, kind, run, **model_args)))])
+            main(["fit", "--config", str(self.write(run, self.config(name, kind, run, **model_args))),
+                  "--overwrite=true"])  # the stage is (re)done from scratch
         return checkpoint
 
     def test(self, name: str, run: str, kind: str = "eval", ckpt_path: Path | None = None, drop_tasks: bool = False,
@@ -170,7 +171,7 @@ class Family:
                                                   if not c["class_path"].endswith("TaskCallback")]
             if ckpt_path:  # `--ckpt_path last` finds it there; a file path would let the checkpoint's
                 # hyperparameters override the test-time settings (LightningCLI), e.g. refine_steps
-                set_callback_args(config, "ModelCheckpoint", dirpath=str(ckpt_path.parent))
+                set_callback_args(config, "RunCheckpoint", dirpath=str(ckpt_path.parent))
             main(["test", "--config", str(self.write(run, config)), *(["--ckpt_path", "last"] if ckpt_path else [])])
         results = {"sample": json.loads((report / "metrics.json").read_text())}
         for task in TASKS:

@@ -59,7 +59,7 @@ def train(problem: str, args: argparse.Namespace) -> str:
         if done.is_file():
             continue
         command = [sys.executable, "-m", "pdegen.cli", "fit", "--config", str(CONFIGS / f"{problem}_{role}.yaml"),
-                   *stage_arguments(role, args.scale, args.extra)]
+                   "--overwrite=true", *stage_arguments(role, args.scale, args.extra)]  # a stage not done: redone
         with open(logs / f"{problem}_{role}.log", "w") as log:
             result = subprocess.run(command, cwd=args.out, env=env, stdout=log, stderr=subprocess.STDOUT)
         if result.returncode:

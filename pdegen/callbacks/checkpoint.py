@@ -1,0 +1,146 @@
+"""Checkpoints that belong to one run and are what they claim."""
+
+from __future__ import annotations
+
+import os
+import socket
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.trainer.states import TrainerFn
+
+LOCK = ".pdegen-fit.lock"
+
+
+class RunCheckpoint(ModelCheckpoint):
+    """Lightning's ``ModelCheckpoint`` (same arguments) with a folder that belongs to one run:
+
+    * one fixed last-checkpoint name: ``last.ckpt`` is replaced, never joined by ``last-v1.ckpt``
+      (which ``--ckpt_path last`` would then pick without a word);
+    * a fresh ``fit`` refuses a folder that holds checkpoints unless it resumes (``--ckpt_path``) or is
+      told to replace them (``overwrite``, set by ``pdegen fit --overwrite``, which deletes them first);
+    * a lock file refuses a second ``fit`` writing into the folder at the same time (taken over when
+      its process on this host is gone, or from another host when resuming: a requeued job);
+    * nothing is written under ``fast_dev_run`` (Lightning's ``save_last`` still wrote at train end);
+    * every write goes to a temporary file in the same folder, is flushed to disk and renamed over the
+      target, so a full disk or a kill leaves the previous checkpoint intact;
+    * ``validate``/``test``/``predict`` without a checkpoint to load (``--ckpt_path last`` with no
+      ``last.ckpt``, or none given) fail instead of evaluating an untrained model.
+    """
+
+    def __init__(self, *args: Any, overwrite: bool = False, enable_version_counter: bool = False,
+                 **kwargs: Any) -> None:
+        super().__init__(*args, enable_version_counter=enable_version_counter, **kwargs)
+        self.overwrite = overwrite
+        self._lock: Path | None = None
+
+    # ------------------------------------------------------------------ one run per folder
+    def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        super().on_fit_start(trainer, pl_module)
+        if trainer.fast_dev_run or not trainer.is_global_zero:
+            return
+        folder = Path(self.dirpath)
+        folder.mkdir(parents=True, exist_ok=True)
+        self._take_lock(folder, resuming=trainer.ckpt_path is not None)
+        existing = sorted(folder.glob("*.ckpt"))
+        if existing and trainer.ckpt_path is None:
+            if not self.overwrite:
+                self._release_lock()
+                raise FileExistsError(
+                    f"{folder} already holds checkpoints of another run ({', '.join(p.name for p in existing)}): "
+                    "resume it with --ckpt_path last, replace it with --overwrite, or write elsewhere "
+                    "(--trainer.default_root_dir and the checkpoint dirpath)")
+            for path in existing:
+                path.unlink()
+
+    def _take_lock(self, folder: Path, resuming: bool) -> None:
+        """Refuse a folder that a live fit on this host holds, or (unless resuming: a requeued job on
+        another node) that any other host holds; take over a lock whose process is gone."""
+        lock, me = folder / LOCK, f"{socket.gethostname()} {os.getpid()}"
+        try:
+            fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+        except FileExistsError:
+            host, _, pid = lock.read_text().partition(" ")
+            here = host == socket.gethostname()
+            if (here and _alive(int(pid or 0))) or (not here and not resuming):
+                raise FileExistsError(
+                    f"another pdegen fit ({lock.read_text().strip()}: host, pid) is writing checkpoints into "
+                    f"{folder}: wait for it, or write elsewhere (--trainer.default_root_dir and the checkpoint "
+                    f"dirpath); delete {lock} if that run is gone") from None
+            lock.write_text(me)
+        else:
+            with os.fdopen(fd, "w") as file:
+                file.write(me)
+        self._lock = lock
+
+    def _release_lock(self) -> None:
+        if self._lock is not None:
+            self._lock.unlink(missing_ok=True)
+            self._lock = None
+
+    def teardown(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        self._release_lock()
+
+    def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException) -> None:
+        super().on_exception(trainer, pl_module, exception)
+        self._release_lock()
+
+    def _require_checkpoint(self, trainer: L.Trainer) -> None:
+        if trainer.state.fn != TrainerFn.FITTING and trainer.ckpt_path is None:
+            raise FileNotFoundError(
+                f"pdegen {trainer.state.fn.value} has no checkpoint to load and would evaluate an untrained model: "
+                f"no last.ckpt in {self.dirpath}. Run pdegen fit with this config first, or pass --ckpt_path <file>")
+
+    def on_validation_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._require_checkpoint(trainer)
+
+    def on_test_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._require_checkpoint(trainer)
+
+    def on_predict_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._require_checkpoint(trainer)
+
+    # ------------------------------------------------------------------ what is written, and how
+    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if not trainer.fast_dev_run:
+            super().on_train_end(trainer, pl_module)
+
+    def _save_checkpoint(self, trainer: L.Trainer, filepath: str) -> None:
+        target = Path(filepath)
+        partial = target.with_name(f".{target.name}.partial")
+        try:
+            super()._save_checkpoint(trainer, str(partial))
+            if trainer.is_global_zero:
+                _replace_durably(partial, target)
+        except BaseException:
+            if trainer.is_global_zero:
+                partial.unlink(missing_ok=True)
+            raise
+        trainer.strategy.barrier("RunCheckpoint._save_checkpoint")
+        self._last_checkpoint_saved = filepath
+
+
+def _replace_durably(source: Path, target: Path) -> None:
+    """Flush ``source`` to disk and rename it over ``target`` (atomic within one file system)."""
+    with open(source, "rb") as file:
+        os.fsync(file.fileno())
+    os.replace(source, target)
+    directory = os.open(target.parent, os.O_RDONLY)
+    try:
+        os.fsync(directory)
+    finally:
+        os.close(directory)
+
+
+def _alive(pid: int) -> bool:
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

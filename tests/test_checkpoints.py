@@ -1,0 +1,112 @@
+"""Checkpoints that belong to one run and are what they claim (``pdegen.callbacks.RunCheckpoint``)."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import lightning as L
+import pytest
+import torch
+from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
+from torch.utils.data import DataLoader, TensorDataset
+
+from pdegen.callbacks import RunCheckpoint
+from pdegen.callbacks.checkpoint import LOCK
+
+ROOT = Path(__file__).resolve().parents[1]
+QUICKSTART = str(ROOT / "lightning_configs/quickstart/darcy.yaml")
+TINY = ["--data.init_args.pde.init_args.resolution=16", "--data.init_args.num_samples=24",
+        "--data.init_args.batch_size=8", "--trainer.max_epochs=1", "--trainer.limit_train_batches=2",
+        "--trainer.check_val_every_n_epoch=1", "--trainer.enable_progress_bar=false",
+        "--model.init_args.net.init_args.base_channels=8", "--model.init_args.num_steps=2",
+        "--trainer.callbacks.init_args.num_samples=4"]
+
+
+class Line(L.LightningModule):
+    def __init__(self) -> None:
+        super().__init__()
+        self.layer = torch.nn.Linear(1, 1)
+
+    def training_step(self, batch, batch_idx):
+        return (self.layer(batch[0]) ** 2).mean()
+
+    def train_dataloader(self):
+        return DataLoader(TensorDataset(torch.randn(8, 1)), batch_size=4)
+
+    def configure_optimizers(self):
+        return torch.optim.SGD(self.parameters(), lr=0.1)
+
+
+def fit(folder: Path, ckpt_path: str | None = None, max_epochs: int = 1, **checkpoint_args) -> L.Trainer:
+    trainer = L.Trainer(max_epochs=max_epochs, logger=False, enable_progress_bar=False, enable_model_summary=False,
+                        callbacks=[RunCheckpoint(dirpath=folder, save_last=True, **checkpoint_args)])
+    trainer.fit(Line(), ckpt_path=ckpt_path)
+    return trainer
+
+
+def test_a_fresh_fit_refuses_an_earlier_runs_folder_unless_resuming_or_overwriting(tmp_path):
+    fit(tmp_path)
+    names = sorted(p.name for p in tmp_path.iterdir())
+    first = (tmp_path / "last.ckpt").read_bytes()
+    with pytest.raises(FileExistsError, match="--ckpt_path last.*--overwrite"):
+        fit(tmp_path)
+    assert (tmp_path / "last.ckpt").read_bytes() == first and sorted(p.name for p in tmp_path.iterdir()) == names
+    resumed = fit(tmp_path, ckpt_path=str(tmp_path / "last.ckpt"), max_epochs=2)
+    assert resumed.global_step == 4
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["epoch=1-step=4.ckpt", "last.ckpt"], "no last-v1.ckpt"
+    (tmp_path / "stray.ckpt").write_bytes(first)  # a checkpoint of an earlier run
+    fit(tmp_path, overwrite=True)
+    assert sorted(p.name for p in tmp_path.iterdir()) == names, "--overwrite replaces the earlier run"
+    assert torch.load(tmp_path / "last.ckpt", weights_only=True)["global_step"] == 2
+
+
+def test_a_second_fit_into_a_folder_in_use_is_refused_and_a_dead_runs_lock_is_taken_over(tmp_path):
+    lock = tmp_path / LOCK
+    lock.write_text(f"{socket.gethostname()} {os.getpid()}")  # a live process holds it
+    with pytest.raises(FileExistsError, match="another pdegen fit"):
+        fit(tmp_path)
+    assert not (tmp_path / "last.ckpt").exists() and lock.exists()
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    lock.write_text(f"{socket.gethostname()} {dead.stdout.strip()}")  # its process has exited
+    fit(tmp_path)
+    assert (tmp_path / "last.ckpt").is_file() and not lock.exists(), "the lock is released at the end"
+
+
+def test_an_interrupted_checkpoint_write_leaves_the_previous_checkpoint_intact(tmp_path, monkeypatch):
+    fit(tmp_path, save_top_k=0)  # last.ckpt alone
+    good = (tmp_path / "last.ckpt").read_bytes()
+
+    def disk_full(io, checkpoint, path, storage_options=None):  # part of the file is written, then ENOSPC
+        with open(path, "wb") as file:
+            file.write(b"PK\x03\x04 truncated")
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(TorchCheckpointIO, "save_checkpoint", disk_full)
+    with pytest.raises(OSError, match="No space left"):
+        fit(tmp_path, ckpt_path=str(tmp_path / "last.ckpt"), max_epochs=2, save_top_k=0)
+    monkeypatch.undo()
+    assert (tmp_path / "last.ckpt").read_bytes() == good
+    assert [p.name for p in tmp_path.iterdir()] == ["last.ckpt"], "no partial file, no lock left"
+    assert torch.load(tmp_path / "last.ckpt", weights_only=True)["global_step"] == 2
+
+
+def test_debug_run_beside_a_trained_run_writes_nothing_and_test_needs_a_checkpoint(workdir):
+    from pdegen.cli import main
+
+    with pytest.raises(FileNotFoundError, match="untrained model.*pdegen fit"):
+        main(["test", "--config", QUICKSTART, *TINY, "--ckpt_path", "last"])
+    with pytest.raises(FileNotFoundError, match="untrained model"):
+        main(["test", "--config", QUICKSTART, *TINY])
+    main(["fit", "--config", QUICKSTART, *TINY])
+    folder = workdir / "runs/quickstart/checkpoints"
+    trained = {p.name: p.read_bytes() for p in folder.glob("*.ckpt")}
+    main(["fit", "--config", QUICKSTART, "--config", str(ROOT / "lightning_configs/trainer/debug.yaml"), *TINY])
+    assert {p.name: p.read_bytes() for p in folder.glob("*.ckpt")} == trained, "fast_dev_run writes nothing"
+    with pytest.raises(FileExistsError, match="--overwrite"):
+        main(["fit", "--config", QUICKSTART, *TINY])
+    cli = main(["fit", "--config", QUICKSTART, *TINY, "--overwrite=true"])
+    assert cli.trainer.global_step == 2 and sorted(p.name for p in folder.glob("*.ckpt")) == sorted(trained)
