@@ -108,5 +108,10 @@ def test_debug_run_beside_a_trained_run_writes_nothing_and_test_needs_a_checkpoi
     assert {p.name: p.read_bytes() for p in folder.glob("*.ckpt")} == trained, "fast_dev_run writes nothing"
     with pytest.raises(FileExistsError, match="--overwrite"):
         main(["fit", "--config", QUICKSTART, *TINY])
+    for subcommand in ("test", "fit"):  # a checkpoint meets data of other physics: refused, nothing written
+        with pytest.raises(ValueError, match="the checkpoint has Darcy.*a_high \\(10.0 vs 12.0\\)"):
+            main([subcommand, "--config", QUICKSTART, *TINY, "--data.init_args.pde.init_args.a_high=10",
+                  "--ckpt_path", "last"])
+    assert not (workdir / "runs/quickstart/report/metrics.json").exists()
     cli = main(["fit", "--config", QUICKSTART, *TINY, "--overwrite=true"])
     assert cli.trainer.global_step == 2 and sorted(p.name for p in folder.glob("*.ckpt")) == sorted(trained)

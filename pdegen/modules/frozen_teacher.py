@@ -77,13 +77,13 @@ class TeacherMixin:
         """The teacher's D(x, σ) on normalised data."""
         return self.teacher.denoiser if self.is_diffusion_teacher else self.teacher
 
-    def attach_pde(self, pde: PDE) -> None:
+    def attach_pde(self, pde: PDE, source: str = "the data") -> None:
         """As the generator's, and the PDE must be the one the teacher learned."""
         teacher_pde = getattr(self.teacher, "pde", None)
         if teacher_pde is not None and (pde.name, pde.physics()) != (teacher_pde.name, teacher_pde.physics()):
             raise ValueError(f"the data's PDE {pde!r} differs from the teacher's {teacher_pde!r}: "
                              "set the DataModule's `pde` to the teacher's")
-        super().attach_pde(pde)
+        super().attach_pde(pde, source)
 
     # ------------------------------------------------------------------ the teacher on the student's grid
     @property

@@ -72,8 +72,16 @@ class FieldModuleMixin:
         self.normalizer = ChannelNormalizer(num_channels)
         self.pde: PDE | None = None
 
-    def attach_pde(self, pde: PDE) -> None:
-        """Take this PDE's layout; the network's channel count must match it."""
+    def attach_pde(self, pde: PDE, source: str = "the data") -> None:
+        """Take this PDE's layout; the network's channel count must match it, and a module that already has
+        a PDE (from the DataModule, or from its checkpoint) accepts only the same physics."""
+        if self.pde is not None and self.pde.physics() != pde.physics():
+            held, new = self.pde.physics(), pde.physics()
+            changed = ", ".join(f"{k} ({held.get(k)} vs {v})" for k, v in new.items() if held.get(k) != v)
+            raise ValueError(
+                f"a checkpoint of one PDE met data of another: {source} has {pde!r} but the module already holds "
+                f"{self.pde!r}; they differ in {changed} (the module's value first). Evaluate or resume a "
+                "checkpoint with the data config it was trained with")
         if pde.num_channels != self.normalizer.num_channels:
             raise ValueError(
                 f"wrong channel count: {pde.name} has {pde.num_channels} channels {pde.channels}, but the network "
@@ -99,7 +107,7 @@ class FieldModuleMixin:
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         saved = checkpoint.get("pdegen", {})
         if saved.get("pde") is not None:
-            self.attach_pde(get_pde(saved["pde"]["name"], **saved["pde"]["params"]))
+            self.attach_pde(get_pde(saved["pde"]["name"], **saved["pde"]["params"]), source="the checkpoint")
         if saved.get("residual_scales") is not None:
             self.residual_scales = saved["residual_scales"]
 
