@@ -21,7 +21,7 @@ import torch
 from pdegen.datagen import generate_dataset, merge_shards
 from pdegen.io import read_info
 from pdegen.metrics import PDEResidualNorm
-from pdegen.pdes import PDES, get_pde
+from pdegen.pdes import PDES, get_pde, pde_parameters
 from pdegen.readers import FORMATS, import_dataset
 
 
@@ -35,24 +35,46 @@ def _parse_assignment(text: str) -> tuple[str, object]:
         return key, value
 
 
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def _device(text: str) -> str:
+    if text != "cpu" and not text.startswith("cuda"):
+        raise argparse.ArgumentTypeError(f"unknown device {text!r}: use cpu, cuda or cuda:<index>")
+    if text.startswith("cuda") and not torch.cuda.is_available():
+        raise argparse.ArgumentTypeError(f"{text} asked for, but this torch ({torch.__version__}) sees no CUDA "
+                                         "device: use --device cpu, or install a CUDA build of torch")
+    return text
+
+
+def _parameters_help() -> str:
+    return "PDE parameters for --set KEY=VALUE:\n" + "\n".join(
+        f"  {name}: {', '.join(pde_parameters(name))}" for name in sorted(PDES))
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="pdegen-data", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     commands = parser.add_subparsers(dest="command", required=True)
 
-    gen = commands.add_parser("generate", help="solve a PDE for random inputs and write an HDF5 file")
+    gen = commands.add_parser("generate", help="solve a PDE for random inputs and write an HDF5 file",
+                              epilog=_parameters_help(), formatter_class=argparse.RawDescriptionHelpFormatter)
     gen.add_argument("pde", help=f"PDE family, one of {sorted(PDES)}")
-    gen.add_argument("--num-samples", type=int, required=True)
+    gen.add_argument("--num-samples", type=_positive, required=True)
     gen.add_argument("--resolution", type=int, default=None, help="grid points per axis (family default if unset)")
     gen.add_argument("--seed", type=int, default=0)
     gen.add_argument("--output", required=True, help="path of the .h5 file to write")
     gen.add_argument("--set", dest="params", type=_parse_assignment, action="append", default=[],
                      metavar="KEY=VALUE", help="another PDE parameter, e.g. --set a_high=10.0 (repeatable)")
-    gen.add_argument("--device", default="cpu", help="where to solve: cpu or cuda")
-    gen.add_argument("--batch-size", type=int, default=256, help="samples solved at once")
+    gen.add_argument("--device", type=_device, default="cpu", help="where to solve: cpu, cuda or cuda:<index>")
+    gen.add_argument("--batch-size", type=_positive, default=256, help="samples solved at once")
     gen.add_argument("--dtype", default="float64", choices=["float64", "float32"], help="storage precision")
     gen.add_argument("--shard", type=int, default=0, help="write only this shard (0-based) of --num-shards")
-    gen.add_argument("--num-shards", type=int, default=1,
+    gen.add_argument("--num-shards", type=_positive, default=1,
                      help="split the set into this many shard files (e.g. one per SLURM array task)")
     gen.add_argument("--no-progress", action="store_true", help="hide the progress bar")
 
@@ -69,7 +91,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     info = commands.add_parser("info", help="shapes, attributes and residual statistics of a dataset file")
     info.add_argument("file")
-    info.add_argument("--max-samples", type=int, default=256, help="samples used for the residual statistics")
+    info.add_argument("--max-samples", type=_positive, default=256, help="samples used for the residual statistics")
     return parser
 
 
@@ -96,7 +118,8 @@ def merge(args: argparse.Namespace) -> None:
     print(f"merged {result['num_shards']} shards into {result['path']} ({result['num_samples']} samples)")
 
 
-def info(args: argparse.Namespace) -> None:
+def info(args: argparse.Namespace) -> int:
+    """Print the file's summary; 1 when a channel holds NaN or inf among the samples read."""
     meta = read_info(args.file)
     pde = meta.pde
     print(f"file      {meta.path}")
@@ -108,12 +131,19 @@ def info(args: argparse.Namespace) -> None:
             print(f"  {key}: {value}")
     count = min(args.max_samples, meta.num_samples)
     metric = PDEResidualNorm(pde)
+    bad = []
     with h5py.File(meta.path, "r") as f:
         for name in pde.channels:
             data = f[name]
             values = torch.from_numpy(data[:count])
             print(f"channel {name!r}: shape {data.shape} {data.dtype}, first {count}: min {values.min():.4g} "
                   f"max {values.max():.4g} mean {values.mean():.4g} std {values.std():.4g}")
+            if not torch.isfinite(values).all():
+                bad.append(f"{name!r} ({int((~torch.isfinite(values)).sum())} NaN/inf values)")
+        if bad:
+            print(f"pdegen-data: error: {meta.path} holds non-finite values in channel {', '.join(bad)} among "
+                  f"the first {count} samples: the file is corrupt, regenerate it", file=sys.stderr)
+            return 1
         for start in range(0, count, 64):
             stop = min(count, start + 64)
             metric.update(torch.stack([torch.from_numpy(f[n][start:stop]) for n in pde.channels], dim=1))
@@ -121,16 +151,16 @@ def info(args: argparse.Namespace) -> None:
     print(f"residual of the first {count} samples (discrete L2 norm, mean over samples):")
     print(f"  interior {result['interior']:.3e} (relative {result['interior_rel']:.3e}); "
           f"boundary {result['boundary']:.3e} (relative {result['boundary_rel']:.3e})")
+    return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        {"generate": generate, "merge": merge, "import": import_, "info": info}[args.command](args)
+        return {"generate": generate, "merge": merge, "import": import_, "info": info}[args.command](args) or 0
     except (ValueError, FileNotFoundError) as err:
         print(f"pdegen-data: error: {err}", file=sys.stderr)
         return 2
-    return 0
 
 
 if __name__ == "__main__":

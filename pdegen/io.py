@@ -112,15 +112,23 @@ def read_info(path: str | Path) -> DatasetInfo:
     if "pde" not in attrs or "pde_params" not in attrs:
         raise ValueError(f"{path} has no 'pde'/'pde_params' attributes: it was not written by pdegen-data; "
                          f"use a reader for its format or regenerate it")
-    pde = get_pde(str(attrs["pde"]), **json.loads(attrs["pde_params"]))
-    num_samples = None
+    try:
+        pde = get_pde(str(attrs["pde"]), **json.loads(attrs["pde_params"]))
+    except (ValueError, TypeError) as err:  # a broken attribute, or one written by a newer pdegen
+        raise ValueError(f"{path}: its PDE attributes ({attrs['pde']!s}, {attrs['pde_params']!s}) do not describe "
+                         f"a PDE this pdegen knows ({err}); regenerate the file or update pdegen") from err
     for name in pde.channels:
         shape = shapes.get(name)
         if shape is None:
             raise ValueError(f"{path} lacks the dataset {name!r} required by {pde.name} (channels {pde.channels})")
-        if tuple(shape[1:]) != pde.grid.shape or (num_samples is not None and shape[0] != num_samples):
+        if tuple(shape[1:]) != pde.grid.shape:
             raise ValueError(f"{path}: dataset {name!r} has shape {shape}, expected (N, {pde.grid.shape})")
-        num_samples = shape[0]
+    counts = {name: shapes[name][0] for name in pde.channels}
+    if len(set(counts.values())) > 1:
+        raise ValueError(f"{path}: the channels hold different numbers of samples "
+                         f"({', '.join(f'{k} {v}' for k, v in counts.items())}): the file is truncated or "
+                         "was written by two runs; regenerate it")
+    num_samples = counts[pde.channels[0]]
     return DatasetInfo(path=path, pde=pde, num_samples=int(num_samples), attrs=attrs)
 
 

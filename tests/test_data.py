@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import json
+import re
+from pathlib import Path
+
 import h5py
 import numpy as np
 import pytest
@@ -85,6 +89,58 @@ def test_data_cli_generate_and_info(tmp_path, capsys):
     assert interior < 1e-8, "solver output must satisfy the discrete equation to round-off"
     assert data_main(["generate", "nope", "--num-samples", "2", "--output", str(out)]) == 2
     assert "unknown PDE 'nope'" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(("arguments", "message"), [
+    (["--set", "a_hihg=10"], "no parameter 'a_hihg': did you mean 'a_high'\\? its parameters are resolution, a_high"),
+    (["--set", "a_high=abc"], "a_high='abc' is not a valid float"),
+    (["--device", "gpu"], "unknown device 'gpu'"),
+    (["--batch-size", "0"], "--batch-size: must be at least 1"),
+], ids=["unknown key", "wrong type", "unknown device", "zero batch"])
+def test_bad_generate_arguments_fail_before_any_work_naming_the_fix(tmp_path, capsys, arguments, message):
+    out = tmp_path / "never.h5"
+    try:
+        code = data_main(["generate", "darcy", "--num-samples", "2", "--output", str(out), *arguments])
+    except SystemExit as exit_:  # argparse's own refusal
+        code = exit_.code
+    assert code == 2 and re.search(message, capsys.readouterr().err) and not out.exists()
+    with pytest.raises(ValueError, match="burgers has no parameter 'nu': its parameters are .*viscosity"):
+        get_pde("burgers", nu=0.1)
+
+
+def test_info_fails_on_non_finite_values_mismatched_channels_and_unknown_parameters(tmp_path, darcy_file, capsys):
+    def copy(name: str, edit) -> Path:
+        path = tmp_path / name
+        with h5py.File(darcy_file, "r") as src, h5py.File(path, "w") as f:
+            f.attrs.update(dict(src.attrs))
+            f["a"], f["u"] = src["a"][()], src["u"][()]
+            edit(f)
+        return path
+
+    def poison(f):
+        u = f["u"][()]
+        u[3, 2, 2] = np.nan
+        del f["u"]
+        f["u"] = u
+
+    assert data_main(["info", str(copy("nan.h5", poison))]) == 1
+    assert "non-finite values in channel 'u' (1 NaN/inf values)" in capsys.readouterr().err
+
+    def truncate(f):
+        u = f["u"][:-5]
+        del f["u"]
+        f["u"] = u
+
+    with pytest.raises(ValueError, match="different numbers of samples \\(a 48, u 43\\)"):
+        read_info(copy("short.h5", truncate))
+
+    def newer(f):
+        f.attrs["pde_params"] = json.dumps({**json.loads(f.attrs["pde_params"]), "porosity": 0.3})
+
+    with pytest.raises(ValueError, match="do not describe a PDE this pdegen knows.*'porosity'"):
+        read_info(copy("newer.h5", newer))
+    with pytest.raises(SystemExit):
+        data_main(["info", str(darcy_file), "--max-samples", "0"])
 
 
 def test_datamodule_split_and_normalisation(tmp_path, darcy_file, small_darcy):
