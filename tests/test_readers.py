@@ -137,9 +137,10 @@ def test_diffusionpde_mat_errors(tmp_path):
     scipy.io.savemat(tmp_path / "flat.mat", {"f_data": np.zeros((2, 8, 6)), "phi_data": np.zeros((2, 8, 6))})
     with pytest.raises(LayoutError, match=r"\(N, S, S\)"):
         read("diffusionpde-mat", tmp_path / "flat.mat")
-    (tmp_path / "junk.mat").write_bytes(b"not a mat file at all" * 20)
-    with pytest.raises(LayoutError):
-        read("diffusionpde-mat", tmp_path / "junk.mat")
+    for junk in (b"not a mat file at all" * 20, b"not a mat\n"):  # scipy: ValueError, then MatReadError
+        (tmp_path / "junk.mat").write_bytes(junk)
+        with pytest.raises(LayoutError, match="neither a MATLAB"):
+            read("diffusionpde-mat", tmp_path / "junk.mat")
     with pytest.raises(FileNotFoundError, match="DiffusionPDE .mat file not found"):
         read("diffusionpde-mat", tmp_path / "missing.mat")
 

@@ -91,7 +91,7 @@ def load_mat(path: Path) -> dict[str, np.ndarray]:
             raise LayoutError(f"{path} is an unreadable HDF5 (MATLAB -v7.3) file ({err})") from err
     try:
         raw = scipy.io.loadmat(path)
-    except (ValueError, TypeError, OSError) as err:
+    except (ValueError, TypeError, OSError, scipy.io.matlab.MatReadError) as err:
         raise LayoutError(f"{path} is neither a MATLAB v5/v7 nor a v7.3 (HDF5) file ({err})") from err
     return {k: np.asarray(v) for k, v in raw.items() if not k.startswith("__")}
 
