@@ -77,10 +77,12 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--num-shards", type=_positive, default=1,
                      help="split the set into this many shard files (e.g. one per SLURM array task)")
     gen.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    gen.add_argument("--overwrite", action="store_true", help="replace an existing --output file")
 
     merge = commands.add_parser("merge", help="join the shard files of one run into the unsharded file")
     merge.add_argument("shards", nargs="+", help="the shard files (any order)")
     merge.add_argument("--output", required=True)
+    merge.add_argument("--overwrite", action="store_true", help="replace an existing --output file")
 
     imp = commands.add_parser("import", help="convert a public dataset layout into a pdegen HDF5 file")
     imp.add_argument("format", help=f"one of {sorted(FORMATS)}")
@@ -88,6 +90,7 @@ def build_parser() -> argparse.ArgumentParser:
     imp.add_argument("--output", required=True, help="path of the .h5 file to write")
     imp.add_argument("--set", dest="params", type=_parse_assignment, action="append", default=[],
                      metavar="KEY=VALUE", help="a reader option, e.g. --set num_samples=100 (repeatable)")
+    imp.add_argument("--overwrite", action="store_true", help="replace an existing --output file")
 
     info = commands.add_parser("info", help="shapes, attributes and residual statistics of a dataset file")
     info.add_argument("file")
@@ -102,19 +105,19 @@ def generate(args: argparse.Namespace) -> None:
     pde = get_pde(args.pde, **params)
     result = generate_dataset(pde, args.num_samples, args.seed, args.output, device=args.device,
                               batch_size=args.batch_size, dtype=args.dtype, progress=not args.no_progress,
-                              shard=args.shard, num_shards=args.num_shards)
+                              shard=args.shard, num_shards=args.num_shards, overwrite=args.overwrite)
     print(f"wrote {result['num_samples']} {pde.name} samples to {result['path']} in {result['seconds']:.1f} s "
           f"({result['samples_per_second']:.1f} samples/s)")
 
 
 def import_(args: argparse.Namespace) -> None:
-    result = import_dataset(args.format, args.source, args.output, **dict(args.params))
+    result = import_dataset(args.format, args.source, args.output, overwrite=args.overwrite, **dict(args.params))
     print(f"imported {result['num_samples']} samples from {args.source} ({result['source']}) into {result['path']}")
     print(result["notes"])
 
 
 def merge(args: argparse.Namespace) -> None:
-    result = merge_shards(args.shards, args.output)
+    result = merge_shards(args.shards, args.output, overwrite=args.overwrite)
     print(f"merged {result['num_shards']} shards into {result['path']} ({result['num_samples']} samples)")
 
 
@@ -158,7 +161,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return {"generate": generate, "merge": merge, "import": import_, "info": info}[args.command](args) or 0
-    except (ValueError, FileNotFoundError) as err:
+    except (ValueError, OSError) as err:  # FileNotFoundError, FileExistsError, IsADirectoryError among them
         print(f"pdegen-data: error: {err}", file=sys.stderr)
         return 2
 

@@ -53,8 +53,9 @@ def shard_range(num_samples: int, shard: int, num_shards: int) -> tuple[int, int
 
 def generate_dataset(pde: PDE, num_samples: int, seed: int, output: str | Path, *, device: str = "cpu",
                      batch_size: int = 256, dtype: str = "float64", progress: bool = True,
-                     shard: int = 0, num_shards: int = 1) -> dict[str, Any]:
-    """Write solved samples of ``pde`` to ``output``; returns timing figures.
+                     shard: int = 0, num_shards: int = 1, overwrite: bool = False) -> dict[str, Any]:
+    """Write solved samples of ``pde`` to ``output`` (an existing file only with ``overwrite``); returns
+    timing figures.
 
     Without sharding the file holds all ``num_samples``; with ``num_shards > 1`` it holds the
     samples of :func:`shard_range` (attributes ``shard``, ``num_shards``, ``sample_start``,
@@ -73,7 +74,7 @@ def generate_dataset(pde: PDE, num_samples: int, seed: int, output: str | Path, 
     if num_shards > 1:
         attrs.update(shard=shard, num_shards=num_shards, sample_start=first, total_samples=num_samples)
     count_here = stop - first
-    with DatasetWriter(output, pde, count_here, attrs=attrs, dtype=dtype) as writer, \
+    with DatasetWriter(output, pde, count_here, attrs=attrs, dtype=dtype, overwrite=overwrite) as writer, \
             tqdm(total=count_here, desc=f"generating {pde.name}", unit="sample", disable=not progress) as bar:
         for start in range(first, stop, batch_size):
             count = min(batch_size, stop - start)
@@ -84,11 +85,16 @@ def generate_dataset(pde: PDE, num_samples: int, seed: int, output: str | Path, 
             "samples_per_second": count_here / seconds}
 
 
-def merge_shards(paths: list[str | Path], output: str | Path, progress: bool = True) -> dict[str, Any]:
+def merge_shards(paths: list[str | Path], output: str | Path, progress: bool = True,
+                 overwrite: bool = False) -> dict[str, Any]:
     """Join the shard files of one generation run into the file an unsharded run writes.
 
-    Checks that the shards share the PDE, seed and shard count and cover every sample once.
+    Checks that the shards share the PDE, seed and shard count and cover every sample once, and that
+    ``output`` is none of them (not even with ``overwrite``).
     """
+    inputs = {Path(p).resolve() for p in paths}
+    if Path(output).resolve() in inputs:
+        raise ValueError(f"the output {output} is one of the shards being merged: choose another output path")
     infos = sorted((read_info(p) for p in paths), key=lambda i: int(i.attrs.get("sample_start", -1)))
     if not infos:
         raise ValueError("merge needs at least one shard file")
@@ -109,7 +115,8 @@ def merge_shards(paths: list[str | Path], output: str | Path, progress: bool = T
         raise ValueError(f"shards {missing} of {expected} are missing (or one is given twice): got {shards}")
     total = int(head.attrs["total_samples"])
     attrs = {k: v for k, v in head.attrs.items() if k in ("seed", "solver", "created")}
-    with DatasetWriter(output, head.pde, total, attrs=attrs, dtype=str(_dtype_of(head))) as writer:
+    with DatasetWriter(output, head.pde, total, attrs=attrs, dtype=str(_dtype_of(head)),
+                       overwrite=overwrite) as writer:
         for info in tqdm(infos, desc="merging shards", unit="shard", disable=not progress):
             data, _ = load_samples(info.path, dtype=torch.float64)
             writer.write(int(info.attrs["sample_start"]), data)

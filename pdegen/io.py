@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -31,29 +32,78 @@ class DatasetInfo:
     attrs: dict[str, Any]
 
 
+def check_output(path: str | Path, overwrite: bool = False) -> Path:
+    """``path`` as a file this run may write: not a folder, and not an existing file unless ``overwrite``."""
+    path = Path(path)
+    if path.is_dir():
+        raise IsADirectoryError(f"the output {path} is a folder: give a file path, e.g. {path / 'data.h5'}")
+    if path.exists() and not overwrite:
+        raise FileExistsError(f"{path} exists: pass --overwrite to replace it, or choose another output path")
+    return path
+
+
+def take_lock(lock: Path, what: str, take_foreign: bool = False) -> None:
+    """Create ``lock`` (``host pid``) exclusively, so one process at a time writes ``what``. A lock whose
+    process is gone on this host is taken over, one held on another host only with ``take_foreign``."""
+    me = f"{socket.gethostname()} {os.getpid()}"
+    try:
+        fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+    except FileExistsError:
+        host, _, pid = lock.read_text().partition(" ")
+        here = host == socket.gethostname()
+        if (here and _alive(int(pid or 0))) or (not here and not take_foreign):
+            raise FileExistsError(
+                f"another pdegen process ({lock.read_text().strip()}: host, pid) is writing {what}: wait for it, or "
+                f"write elsewhere; delete {lock} if that process is gone") from None
+        lock.write_text(me)
+    else:
+        with os.fdopen(fd, "w") as file:
+            file.write(me)
+
+
+def _alive(pid: int) -> bool:
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 class DatasetWriter:
-    """Write a dataset file in pieces; the file appears under its final name only on success.
+    """Write a dataset file in pieces; the file appears under its final name only on success. An existing
+    file (or folder) at ``path`` is refused at construction, before any work, unless ``overwrite``; a lock
+    beside it refuses a second writer of the same path at the same time.
 
     >>> with DatasetWriter(path, pde, num_samples, attrs={"seed": 0}) as w:
     ...     w.write(0, batch)          # batch: (n, channels, *grid) in physical units
     """
 
     def __init__(self, path: str | Path, pde: PDE, num_samples: int, attrs: dict[str, Any] | None = None,
-                 dtype: str = "float64") -> None:
+                 dtype: str = "float64", overwrite: bool = False) -> None:
         if num_samples < 1:
             raise ValueError(f"num_samples must be positive, got {num_samples}")
-        self.path = Path(path)
+        self.path = check_output(path, overwrite)
         self.pde = pde
         self.num_samples = num_samples
         self.dtype = np.dtype(dtype)
         self.attrs = dict(attrs or {})
         self._tmp = self.path.with_name(f".{self.path.name}.tmp-{os.getpid()}")
+        self._lock = self.path.with_name(f".{self.path.name}.lock")
         self._file: h5py.File | None = None
         self._written = np.zeros(num_samples, dtype=bool)
 
     def __enter__(self) -> DatasetWriter:
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._file = h5py.File(self._tmp, "w")
+        take_lock(self._lock, str(self.path))
+        try:
+            self._file = h5py.File(self._tmp, "w")
+        except BaseException:
+            self._lock.unlink(missing_ok=True)
+            raise
         for name in self.pde.channels:
             self._file.create_dataset(name, shape=(self.num_samples, *self.pde.grid.shape), dtype=self.dtype,
                                       chunks=(1, *self.pde.grid.shape))
@@ -84,15 +134,16 @@ class DatasetWriter:
 
     def __exit__(self, exc_type, exc, tb) -> None:
         assert self._file is not None
-        self._file.close()
-        if exc_type is None and not self._written.all():
-            missing = int((~self._written).sum())
+        try:
+            self._file.close()
+            if exc_type is None and not self._written.all():
+                missing = int((~self._written).sum())
+                raise RuntimeError(f"{missing} of {self.num_samples} samples were never written to {self.path}")
+            if exc_type is None:
+                os.replace(self._tmp, self.path)
+        finally:
             self._tmp.unlink(missing_ok=True)
-            raise RuntimeError(f"{missing} of {self.num_samples} samples were never written to {self.path}")
-        if exc_type is not None:
-            self._tmp.unlink(missing_ok=True)
-            return
-        os.replace(self._tmp, self.path)
+            self._lock.unlink(missing_ok=True)
 
 
 def read_info(path: str | Path) -> DatasetInfo:

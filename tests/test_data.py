@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
 import re
+import socket
 from pathlib import Path
 
 import h5py
@@ -36,7 +38,10 @@ def test_same_seed_same_data_whatever_the_batch_size(tmp_path, small_darcy, darc
     a, _ = load_samples(darcy_file, dtype=torch.float64)
     b, _ = load_samples(other, dtype=torch.float64)
     assert torch.equal(a, b)
-    generate_dataset(small_darcy, 48, seed=4, output=other, progress=False)
+    with pytest.raises(FileExistsError, match="--overwrite"):
+        generate_dataset(small_darcy, 48, seed=4, output=other, progress=False)
+    assert torch.equal(load_samples(other, dtype=torch.float64)[0], a), "refused: the file is untouched"
+    generate_dataset(small_darcy, 48, seed=4, output=other, progress=False, overwrite=True)
     c, _ = load_samples(other, dtype=torch.float64)
     assert not torch.equal(a[:, 0], c[:, 0])
 
@@ -187,7 +192,7 @@ def test_shard_arguments_are_checked(tmp_path, capsys):
     assert "--shard must be in 0..2" in capsys.readouterr().err
 
 
-def test_merge_reproduces_the_unsharded_file(tmp_path):
+def test_merge_reproduces_the_unsharded_file(tmp_path, capsys):
     pde = Darcy(resolution=8)
     whole = tmp_path / "whole.h5"
     generate_dataset(pde, 200, seed=5, output=whole, progress=False)
@@ -205,3 +210,30 @@ def test_merge_reproduces_the_unsharded_file(tmp_path):
         from pdegen.datagen import merge_shards
 
         merge_shards([parts[0], parts[2]], tmp_path / "bad.h5")
+    kept = parts[1].read_bytes()
+    for flags in ([], ["--overwrite"]):  # onto one of its own inputs: never, even when told to overwrite
+        assert data_main(["merge", *map(str, parts), "--output", str(parts[1]), *flags]) == 2
+        assert "is one of the shards being merged" in capsys.readouterr().err and parts[1].read_bytes() == kept
+    assert data_main(["merge", *map(str, parts), "--output", str(merged)]) == 2
+    assert "exists: pass --overwrite" in capsys.readouterr().err
+    assert data_main(["merge", *map(str, parts), "--output", str(merged), "--overwrite"]) == 0
+
+
+def test_generate_refuses_existing_outputs_folders_and_a_concurrent_writer_before_any_work(tmp_path, capsys,
+                                                                                         darcy_file):
+    def generate(output, *flags) -> int:
+        return data_main(["generate", "poisson", "--num-samples", "2", "--resolution", "16", "--output",
+                          str(output), "--no-progress", *flags])
+
+    kept = darcy_file.read_bytes()
+    assert generate(darcy_file) == 2 and darcy_file.read_bytes() == kept  # a dataset of another family
+    assert f"{darcy_file} exists: pass --overwrite" in capsys.readouterr().err
+    assert generate(tmp_path) == 2 and "is a folder: give a file path" in capsys.readouterr().err
+    out = tmp_path / "p.h5"
+    lock = tmp_path / ".p.h5.lock"
+    lock.write_text(f"{socket.gethostname()} {os.getpid()}")  # a live writer of the same path
+    assert generate(out) == 2 and "another pdegen process" in capsys.readouterr().err
+    assert lock.exists() and sorted(p.name for p in tmp_path.iterdir()) == [".p.h5.lock"]
+    lock.write_text(f"{socket.gethostname()} 0")  # a writer that is gone
+    assert generate(out) == 0 and sorted(p.name for p in tmp_path.iterdir()) == ["p.h5"]
+    assert generate(out) == 2 and generate(out, "--overwrite") == 0

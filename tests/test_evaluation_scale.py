@@ -198,6 +198,10 @@ def test_predict_writes_n_generated_samples_as_a_dataset_file(workdir):
     assert samples.shape == (10, 2, 16, 16) and info.pde.describe() == fit.model.pde.describe()
     assert info.attrs["module"] == "DiffusionTeacher" and info.attrs["nfe"] == 7
     assert info.attrs["checkpoint"].endswith("last.ckpt")
+    kept = (workdir / "generated/darcy.h5").read_bytes()
+    with pytest.raises(FileExistsError, match="--overwrite"):  # refused when predict starts
+        main(["predict", *config, *request, "--ckpt_path", "last"])
+    assert (workdir / "generated/darcy.h5").read_bytes() == kept
     teacher = DiffusionTeacher.load_from_checkpoint(workdir / "runs/quickstart/checkpoints/last.ckpt")
     # in index order, each sample from its own (seed, index) noise whatever its batch (to float32 round-off of
     # the batched network), in physical units

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import os
-import socket
 from pathlib import Path
 from typing import Any
 
 import lightning as L
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.trainer.states import TrainerFn
+
+from pdegen.io import take_lock
 
 LOCK = ".pdegen-fit.lock"
 
@@ -43,7 +44,9 @@ class RunCheckpoint(ModelCheckpoint):
             return
         folder = Path(self.dirpath)
         folder.mkdir(parents=True, exist_ok=True)
-        self._take_lock(folder, resuming=trainer.ckpt_path is not None)
+        # a requeued job (resuming) may run on another node: it takes that node's lock over
+        take_lock(folder / LOCK, f"checkpoints into {folder}", take_foreign=trainer.ckpt_path is not None)
+        self._lock = folder / LOCK
         existing = sorted(folder.glob("*.ckpt"))
         if existing and trainer.ckpt_path is None:
             if not self.overwrite:
@@ -54,26 +57,6 @@ class RunCheckpoint(ModelCheckpoint):
                     "(--trainer.default_root_dir and the checkpoint dirpath)")
             for path in existing:
                 path.unlink()
-
-    def _take_lock(self, folder: Path, resuming: bool) -> None:
-        """Refuse a folder that a live fit on this host holds, or (unless resuming: a requeued job on
-        another node) that any other host holds; take over a lock whose process is gone."""
-        lock, me = folder / LOCK, f"{socket.gethostname()} {os.getpid()}"
-        try:
-            fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
-        except FileExistsError:
-            host, _, pid = lock.read_text().partition(" ")
-            here = host == socket.gethostname()
-            if (here and _alive(int(pid or 0))) or (not here and not resuming):
-                raise FileExistsError(
-                    f"another pdegen fit ({lock.read_text().strip()}: host, pid) is writing checkpoints into "
-                    f"{folder}: wait for it, or write elsewhere (--trainer.default_root_dir and the checkpoint "
-                    f"dirpath); delete {lock} if that run is gone") from None
-            lock.write_text(me)
-        else:
-            with os.fdopen(fd, "w") as file:
-                file.write(me)
-        self._lock = lock
 
     def _release_lock(self) -> None:
         if self._lock is not None:
@@ -132,15 +115,3 @@ def _replace_durably(source: Path, target: Path) -> None:
         os.fsync(directory)
     finally:
         os.close(directory)
-
-
-def _alive(pid: int) -> bool:
-    if pid <= 0:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True

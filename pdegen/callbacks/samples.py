@@ -10,7 +10,7 @@ import torch
 from lightning.pytorch.callbacks import BasePredictionWriter
 
 from pdegen.callbacks.heldout import results_dir
-from pdegen.io import DatasetWriter
+from pdegen.io import DatasetWriter, check_output
 
 
 class SampleWriter(BasePredictionWriter):
@@ -19,16 +19,25 @@ class SampleWriter(BasePredictionWriter):
     ``(N, *grid)``, the PDE in the attributes, plus the module, its NFE and the checkpoint. It appears
     under its name only when complete, reads with ``pdegen.io.load_samples`` and can train a
     ``PDEDataModule(file=...)``. Under DDP the ranks' samples are gathered and rank 0 writes them in
-    sample-index order (duplicates from the sampler's padding dropped).
+    sample-index order (duplicates from the sampler's padding dropped). An existing file at ``path`` is
+    refused when prediction starts, before any sampling, unless ``overwrite``.
 
         pdegen predict --config <training yaml> --ckpt_path last \\
             --data datamodules.SampleRequest --data.num_samples 1000 \\
             --trainer.callbacks+=pdegen.callbacks.SampleWriter
     """
 
-    def __init__(self, path: str | None = None) -> None:
+    def __init__(self, path: str | None = None, overwrite: bool = False) -> None:
         super().__init__(write_interval="epoch")
         self.path = path
+        self.overwrite = overwrite
+
+    def _target(self, trainer: L.Trainer) -> Path:
+        return Path(self.path) if self.path else results_dir(trainer) / "samples.h5"
+
+    def on_predict_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if trainer.is_global_zero:
+            check_output(self._target(trainer), self.overwrite)
 
     def write_on_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, predictions: Any,
                            batch_indices: Any) -> None:
@@ -45,10 +54,10 @@ class SampleWriter(BasePredictionWriter):
         if not trainer.is_global_zero:
             return
         samples = _in_index_order(samples, indices)
-        path = Path(self.path) if self.path else results_dir(trainer) / "samples.h5"
+        path = self._target(trainer)
         attrs = {"module": type(pl_module).__name__, "nfe": int(getattr(pl_module, "nfe", 0)),
                  "checkpoint": str(trainer.ckpt_path or ""), "kind": "generated"}
-        with DatasetWriter(path, pl_module.pde, len(samples), attrs=attrs) as writer:
+        with DatasetWriter(path, pl_module.pde, len(samples), attrs=attrs, overwrite=self.overwrite) as writer:
             writer.write(0, samples.cpu())
         self.written = path
 

@@ -25,7 +25,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from pdegen.io import DatasetWriter
+from pdegen.io import DatasetWriter, check_output
 
 from ._common import ImportedData, LayoutError
 from .diffusionpde import read_diffusionpde_mat, read_diffusionpde_npy
@@ -62,7 +62,8 @@ def reader_for(fmt: str) -> Callable[..., ImportedData]:
         raise ValueError(f"unknown dataset format {fmt!r}: known formats are {sorted(FORMATS)}") from None
 
 
-def import_dataset(fmt: str, source: str | Path, output: str | Path, **options: Any) -> dict[str, Any]:
+def import_dataset(fmt: str, source: str | Path, output: str | Path, overwrite: bool = False,
+                   **options: Any) -> dict[str, Any]:
     """Read ``source`` in the layout ``fmt`` and write it as a pdegen dataset file ``output``.
 
     The file holds the samples in float64 with the imported PDE's name and parameters, plus the
@@ -70,10 +71,12 @@ def import_dataset(fmt: str, source: str | Path, output: str | Path, **options: 
     ``import_options``.  Written through :class:`~pdegen.io.DatasetWriter` (atomic: nothing is
     left behind on failure).  Returns ``{"path", "num_samples", "pde", "source", "notes"}``.
     """
+    check_output(output, overwrite)  # before reading the source
     data = read(fmt, source, **options)
     attrs = {"source": data.source, "source_notes": data.notes, "source_path": str(Path(source).resolve()),
              "import_format": fmt, "import_options": json.dumps(options, default=str)}
-    with DatasetWriter(output, data.pde, data.num_samples, attrs=attrs, dtype="float64") as writer:
+    with DatasetWriter(output, data.pde, data.num_samples, attrs=attrs, dtype="float64",
+                       overwrite=overwrite) as writer:
         for start in range(0, data.num_samples, WRITE_BATCH):
             writer.write(start, data.samples[start:start + WRITE_BATCH])
     return {"path": Path(output), "num_samples": data.num_samples, "pde": data.pde.name, "source": data.source,
