@@ -263,15 +263,17 @@ def test_causal_training_needs_a_time_input():
     assert causal.loss_terms()["pde"] < plain.loss_terms()["pde"], "later slices are down-weighted"
 
 
-def test_checkpoints_load_weights_only_and_an_untrusted_pickle_is_refused_loudly(workdir):
+def test_checkpoints_load_weights_only_and_an_untrusted_pickle_is_refused_loudly(workdir, monkeypatch):
     path = save_teacher("burgers")
     assert torch.load(path, weights_only=True)["global_step"] == 12, "pdegen checkpoints need no pickled objects"
     checkpoint = torch.load(path, weights_only=True)
     checkpoint["hyper_parameters"]["smuggled"] = Path("anything")  # an arbitrary pickled object
     torch.save(checkpoint, workdir / "untrusted.ckpt")
-    with pytest.raises(pickle.UnpicklingError, match="can run arbitrary code when loaded, so it was not loaded"):
+    with pytest.raises(pickle.UnpicklingError, match="so it was not loaded.*PDEGEN_TRUSTED_CHECKPOINTS="):
         load_pinn(workdir / "untrusted.ckpt")
     assert isinstance(load_pinn(path), PINN)
+    monkeypatch.setenv("PDEGEN_TRUSTED_CHECKPOINTS", str(workdir / "untrusted.ckpt"))  # on purpose
+    assert isinstance(load_pinn(workdir / "untrusted.ckpt"), PINN)
 
 
 def test_kdpinn_benchmark_trains_both_stages_through_the_cli_then_reuses_them(tmp_path):

@@ -63,7 +63,8 @@ def bench_problem(problem: str, args: argparse.Namespace) -> dict:
     teacher_path, student_path = checkpoints(args.runs, problem)
     teacher = load_pinn(teacher_path)
     # the student's teacher is the one beside it (its saved path may be relative to another directory)
-    student = KDPINNStudent.load_from_checkpoint(student_path, map_location="cpu", teacher=str(teacher_path)).eval()
+    student = KDPINNStudent.load_from_checkpoint(student_path, map_location="cpu", teacher=str(teacher_path),
+                                                 weights_only=True).eval()
     result = {"problem": problem, "params": teacher.problem.params, "accuracy": accuracy(teacher, student),
               "rows": [], "export_max_abs_diff": {}}
     nets = {"teacher": teacher.net.eval(), "student": student.net.eval()}
