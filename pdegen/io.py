@@ -38,7 +38,8 @@ def check_output(path: str | Path, overwrite: bool = False) -> Path:
     if path.is_dir():
         raise IsADirectoryError(f"the output {path} is a folder: give a file path, e.g. {path / 'data.h5'}")
     if path.exists() and not overwrite:
-        raise FileExistsError(f"{path} exists: pass --overwrite to replace it, or choose another output path")
+        raise FileExistsError(f"{path} exists: pass --overwrite to replace it (SampleWriter: overwrite: true), "
+                              "or choose another output path")
     return path
 
 
@@ -51,7 +52,7 @@ def take_lock(lock: Path, what: str, take_foreign: bool = False) -> None:
     except FileExistsError:
         host, _, pid = lock.read_text().partition(" ")
         here = host == socket.gethostname()
-        if (here and _alive(int(pid or 0))) or (not here and not take_foreign):
+        if (here and _alive(int(pid) if pid.strip().isdigit() else 0)) or (not here and not take_foreign):
             raise FileExistsError(
                 f"another pdegen process ({lock.read_text().strip()}: host, pid) is writing {what}: wait for it, or "
                 f"write elsewhere; delete {lock} if that process is gone") from None
