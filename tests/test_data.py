@@ -5,7 +5,11 @@ from __future__ import annotations
 import json
 import os
 import re
+import signal
 import socket
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import h5py
@@ -190,6 +194,20 @@ def test_shard_arguments_are_checked(tmp_path, capsys):
     assert data_main(["generate", "darcy", "--num-samples", "200", "--resolution", "16", "--shard", "3",
                       "--num-shards", "3", "--output", out, "--no-progress"]) == 2
     assert "--shard must be in 0..2" in capsys.readouterr().err
+
+
+def test_sigterm_during_generate_exits_143_and_leaves_no_temporary_file(tmp_path):
+    out = tmp_path / "big.h5"
+    process = subprocess.Popen([sys.executable, "-m", "pdegen.data_cli", "generate", "darcy", "--num-samples",
+                                "100000", "--resolution", "16", "--batch-size", "64", "--output", str(out),
+                                "--no-progress"], stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 60
+    while not list(tmp_path.glob(".big.h5.tmp-*")) and time.monotonic() < deadline:  # writing has begun
+        time.sleep(0.05)
+    assert list(tmp_path.glob(".big.h5.tmp-*")), "generation never started"
+    process.send_signal(signal.SIGTERM)
+    assert process.wait(timeout=60) == 143
+    assert list(tmp_path.iterdir()) == [], "no temporary file, lock or partial output left"
 
 
 def test_merge_reproduces_the_unsharded_file(tmp_path, capsys):
