@@ -43,6 +43,19 @@ def check_output(path: str | Path, overwrite: bool = False) -> Path:
     return path
 
 
+def replace_durably(source: Path, target: Path) -> None:
+    """Flush ``source`` to disk and rename it over ``target`` (atomic within one file system), then flush
+    the folder, so that after a crash ``target`` is either the old file or the whole new one."""
+    with open(source, "rb") as file:
+        os.fsync(file.fileno())
+    os.replace(source, target)
+    directory = os.open(target.parent, os.O_RDONLY)
+    try:
+        os.fsync(directory)
+    finally:
+        os.close(directory)
+
+
 def take_lock(lock: Path, what: str, take_foreign: bool = False) -> None:
     """Create ``lock`` (``host pid``) exclusively, so one process at a time writes ``what``. A lock whose
     process is gone on this host is taken over, one held on another host only with ``take_foreign``."""

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any
 
@@ -10,7 +9,7 @@ import lightning as L
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.trainer.states import TrainerFn
 
-from pdegen.io import take_lock
+from pdegen.io import replace_durably, take_lock
 
 LOCK = ".pdegen-fit.lock"
 
@@ -96,22 +95,10 @@ class RunCheckpoint(ModelCheckpoint):
         try:
             super()._save_checkpoint(trainer, str(partial))
             if trainer.is_global_zero:
-                _replace_durably(partial, target)
+                replace_durably(partial, target)
         except BaseException:
             if trainer.is_global_zero:
                 partial.unlink(missing_ok=True)
             raise
         trainer.strategy.barrier("RunCheckpoint._save_checkpoint")
         self._last_checkpoint_saved = filepath
-
-
-def _replace_durably(source: Path, target: Path) -> None:
-    """Flush ``source`` to disk and rename it over ``target`` (atomic within one file system)."""
-    with open(source, "rb") as file:
-        os.fsync(file.fileno())
-    os.replace(source, target)
-    directory = os.open(target.parent, os.O_RDONLY)
-    try:
-        os.fsync(directory)
-    finally:
-        os.close(directory)

@@ -83,8 +83,8 @@ class FieldModuleMixin:
     def attach_pde(self, pde: PDE, source: str = "the data") -> None:
         """Take this PDE's layout; the network's channel count must match it, and a module that already has
         a PDE (from the DataModule, or from its checkpoint) accepts only the same physics."""
-        if self.pde is not None and self.pde.physics() != pde.physics():
-            held, new = self.pde.physics(), pde.physics()
+        held, new = (self.pde.physics() if self.pde is not None else None), pde.physics()
+        if held is not None and held != new:
             changed = ", ".join(f"{k} ({held.get(k)} vs {v})" for k, v in new.items() if held.get(k) != v)
             raise ValueError(
                 f"a checkpoint of one PDE met data of another: {source} has {pde!r} but the module already holds "
