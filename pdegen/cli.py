@@ -18,6 +18,7 @@ import yaml
 from lightning.pytorch.cli import LightningCLI, SaveConfigCallback
 from lightning.pytorch.loggers import WandbLogger
 
+from pdegen import signals
 from pdegen.callbacks import RunCheckpoint, StopOnNonFiniteLoss
 
 
@@ -41,6 +42,7 @@ class PdegenCLI(LightningCLI):
                             help="fit: replace the checkpoints of an earlier run in the checkpoint folder")
 
     def before_fit(self) -> None:
+        signals.fitting(True)  # SIGTERM: stop at the end of the batch, with a final checkpoint
         for callback in self.trainer.callbacks:
             if isinstance(callback, RunCheckpoint):
                 callback.overwrite = callback.overwrite or self.config.fit.overwrite
@@ -63,8 +65,9 @@ def main(args: Sequence[str] | None = None, run: bool = True) -> PdegenCLI:
 
 
 def entry_point() -> None:
-    """The ``pdegen`` console script."""
-    main()
+    """The ``pdegen`` console script: SIGTERM (SLURM, ``scancel``) stops it cleanly with exit code 143."""
+    with signals.sigterm_stops():
+        main()
 
 
 if __name__ == "__main__":

@@ -12,9 +12,7 @@ from __future__ import annotations
 import argparse
 import ast
 import json
-import signal
 import sys
-import threading
 from collections.abc import Sequence
 
 import h5py
@@ -25,6 +23,7 @@ from pdegen.io import read_info
 from pdegen.metrics import PDEResidualNorm
 from pdegen.pdes import PDES, get_pde, pde_parameters
 from pdegen.readers import FORMATS, import_dataset
+from pdegen.signals import sigterm_stops
 
 
 def _parse_assignment(text: str) -> tuple[str, object]:
@@ -159,24 +158,14 @@ def info(args: argparse.Namespace) -> int:
     return 0
 
 
-def _terminate(signum: int, frame) -> None:
-    """SIGTERM (what SLURM and ``scancel`` send) as an exit that unwinds: the writer removes its temporary
-    file and lock, and the exit code is 128 + 15."""
-    raise SystemExit(128 + signum)
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    in_main_thread = threading.current_thread() is threading.main_thread()
-    previous = signal.signal(signal.SIGTERM, _terminate) if in_main_thread else None
     try:
-        return {"generate": generate, "merge": merge, "import": import_, "info": info}[args.command](args) or 0
+        with sigterm_stops():  # the writer removes its temporary file and lock; exit code 143
+            return {"generate": generate, "merge": merge, "import": import_, "info": info}[args.command](args) or 0
     except (ValueError, OSError) as err:  # FileNotFoundError, FileExistsError, IsADirectoryError among them
         print(f"pdegen-data: error: {err}", file=sys.stderr)
         return 2
-    finally:
-        if in_main_thread:
-            signal.signal(signal.SIGTERM, previous)
 
 
 if __name__ == "__main__":

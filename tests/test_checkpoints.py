@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import lightning as L
@@ -115,3 +117,73 @@ def test_debug_run_beside_a_trained_run_writes_nothing_and_test_needs_a_checkpoi
     assert not (workdir / "runs/quickstart/report/metrics.json").exists()
     cli = main(["fit", "--config", QUICKSTART, *TINY, "--overwrite=true"])
     assert cli.trainer.global_step == 2 and sorted(p.name for p in folder.glob("*.ckpt")) == sorted(trained)
+
+
+TRAIN_MARKER = '''
+import os, pathlib, lightning as L
+class Marker(L.Callback):
+    """Writes the step count to $MARKER after every batch from the third on."""
+    def on_train_batch_end(self, trainer, *args):
+        if trainer.global_step >= 3:
+            pathlib.Path(os.environ["MARKER"]).write_text(str(trainer.global_step))
+'''
+TEST_MARKER = '''
+import os, pathlib, lightning as L
+class Marker(L.Callback):
+    """Touches $MARKER when the test loop starts."""
+    def on_test_start(self, *args):
+        pathlib.Path(os.environ["MARKER"]).touch()
+'''
+
+
+def sigterm_once_started(workdir: Path, marker: str, args: list[str]) -> tuple[int, str]:
+    """Run ``pdegen <args>`` with the callback ``marker.Marker`` (source ``marker``), send SIGTERM a second
+    after it has written $MARKER, and return the exit code and stderr."""
+    (workdir / "marker.py").write_text(marker)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(workdir), os.environ.get("PYTHONPATH", "")]),
+           "MARKER": str(workdir / "started")}
+    process = subprocess.Popen([sys.executable, "-m", "pdegen.cli", *args, "--trainer.callbacks+=marker.Marker"],
+                               env=env, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 120
+        while not (workdir / "started").exists() and process.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert (workdir / "started").exists(), f"never started: {process.communicate()[1][-2000:]}"
+        time.sleep(1)
+        process.send_signal(signal.SIGTERM)
+        _, err = process.communicate(timeout=60)
+        return process.returncode, err
+    finally:
+        process.kill()
+
+
+def test_sigterm_during_fit_exits_143_with_a_final_checkpoint_that_resumes(workdir):
+    """What SLURM and scancel send: the fit stops at the end of a batch, writes last.ckpt with every step
+    taken and exits non-zero (Lightning alone exited 0 with the last steps missing, so a `set -e` script
+    went on to test); resuming from it continues the step count."""
+    endless = [*TINY, "--data.init_args.num_samples=800", "--trainer.limit_train_batches=100",  # no epoch end
+               "--trainer.limit_val_batches=0"]
+    returncode, err = sigterm_once_started(workdir, TRAIN_MARKER, ["fit", "--config", QUICKSTART, *endless])
+    assert returncode == 143 and "stopped by SIGTERM" in err, err[-2000:]
+    folder = workdir / "runs/quickstart/checkpoints"
+    assert sorted(p.name for p in folder.iterdir()) == ["last.ckpt"], "no lock, no partial file"
+    step = torch.load(folder / "last.ckpt", weights_only=False)["global_step"]
+    assert step == int((workdir / "started").read_text()), "the checkpoint holds every step taken"
+    from pdegen.cli import main
+
+    cli = main(["fit", "--config", QUICKSTART, *TINY, f"--trainer.max_steps={step + 2}", "--trainer.max_epochs=-1",
+                "--trainer.limit_val_batches=0", "--ckpt_path", "last"])
+    assert cli.trainer.global_step == step + 2
+
+
+def test_sigterm_during_test_stops_at_once_with_143_and_writes_no_report(workdir):
+    """An interrupted evaluation exits non-zero and leaves no report of it (Lightning alone noted the signal
+    and went on evaluating for as long as the evaluation took, then exited 0)."""
+    from pdegen.cli import main
+
+    main(["fit", "--config", QUICKSTART, *TINY])
+    long_evaluation = [*TINY, "--trainer.callbacks.init_args.num_samples=100000", "--ckpt_path", "last"]
+    returncode, err = sigterm_once_started(workdir, TEST_MARKER, ["test", "--config", QUICKSTART, *long_evaluation])
+    assert returncode == 143, err[-2000:]
+    assert not (workdir / "runs/quickstart/report/metrics.json").exists()
+    assert not (workdir / "runs/quickstart/report/report.md").exists()

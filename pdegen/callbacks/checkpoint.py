@@ -8,6 +8,8 @@ from typing import Any
 import lightning as L
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.trainer.states import TrainerFn
+from lightning.pytorch.utilities import rank_zero_warn
+from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 from pdegen.io import replace_durably, take_lock
 
@@ -24,6 +26,8 @@ class RunCheckpoint(ModelCheckpoint):
     * a lock file refuses a second ``fit`` writing into the folder at the same time (taken over when
       its process on this host is gone, or from another host when resuming: a requeued job);
     * nothing is written under ``fast_dev_run`` (Lightning's ``save_last`` still wrote at train end);
+    * SIGTERM (SLURM, ``scancel``) during ``fit`` stops training at the end of the batch and writes
+      ``last.ckpt`` (see :mod:`pdegen.signals`; ``pdegen fit`` then exits with 143);
     * every write goes to a temporary file in the same folder, is flushed to disk and renamed over the
       target, so a full disk or a kill leaves the previous checkpoint intact;
     * ``validate``/``test``/``predict`` without a checkpoint to load (``--ckpt_path last`` with no
@@ -67,7 +71,15 @@ class RunCheckpoint(ModelCheckpoint):
 
     def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException) -> None:
         super().on_exception(trainer, pl_module, exception)
-        self._release_lock()
+        try:
+            fitting = trainer.state.fn == TrainerFn.FITTING
+            if isinstance(exception, SIGTERMException) and fitting and not trainer.fast_dev_run:
+                # the loops stop between batches: weights, optimiser and loop state are consistent
+                last = self.format_checkpoint_name(self._monitor_candidates(trainer), self.CHECKPOINT_NAME_LAST)
+                self._save_checkpoint(trainer, last)
+                rank_zero_warn(f"SIGTERM: stopped at step {trainer.global_step}, written to {last}")
+        finally:
+            self._release_lock()
 
     def _require_checkpoint(self, trainer: L.Trainer) -> None:
         if trainer.state.fn != TrainerFn.FITTING and trainer.ckpt_path is None:
