@@ -14,23 +14,10 @@ import os
 from collections.abc import Sequence
 
 import lightning as L
-import yaml
-from lightning.pytorch.cli import LightningCLI, SaveConfigCallback
-from lightning.pytorch.loggers import WandbLogger
+from lightning.pytorch.cli import LightningCLI
 
 from pdegen import signals
-from pdegen.callbacks import RunCheckpoint, StopOnNonFiniteLoss
-
-
-class SaveConfigToLoggers(SaveConfigCallback):
-    """Writes ``config.yaml`` to the log directory (as LightningCLI does) and puts the whole run config
-    into the config of every W&B run, so a dashboard shows the settings behind each curve."""
-
-    def save_config(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
-        config = yaml.safe_load(self.parser.dump(self.config, skip_none=False))
-        for logger in trainer.loggers:
-            if isinstance(logger, WandbLogger):
-                logger.experiment.config.update({"cli": config}, allow_val_change=True)
+from pdegen.callbacks import RunCheckpoint, RunConfig, StopOnNonFiniteLoss
 
 
 class PdegenCLI(LightningCLI):
@@ -56,7 +43,7 @@ def main(args: Sequence[str] | None = None, run: bool = True) -> PdegenCLI:
         L.LightningModule,
         None,  # any LightningDataModule by class_path, or none: PINNs make their own collocation points
         subclass_mode_model=True,
-        save_config_callback=SaveConfigToLoggers,
+        save_config_callback=RunConfig,
         save_config_kwargs={"overwrite": True},
         args=list(args) if args is not None else None,
         run=run,

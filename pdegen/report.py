@@ -50,6 +50,10 @@ def write_report(path: str | Path, summary: dict[str, Any], figure_path: Path | 
         f"{metrics['seconds_per_sample'] * 1e3:.1f} ms per sample) against up to {summary['num_samples']} "
         f"held-out ground-truth samples.",
     ]
+    run = summary.get("run")
+    if run:
+        lines.append(f"Checkpoint `{run['checkpoint']}` after {run['global_step']} training steps; config SHA-256 "
+                     f"`{run['config_sha256']}`; pdegen {run['pdegen_version']}.")
     for side in teachers:
         how = ("with its own configured sampler and steps: the speed-up divides its time by the generator's"
                if side == "teacher" else "on the student's distillation grid: how faithfully the student "

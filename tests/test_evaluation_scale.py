@@ -197,7 +197,8 @@ def test_predict_writes_n_generated_samples_as_a_dataset_file(workdir):
     samples, info = load_samples(workdir / "generated/darcy.h5", dtype=torch.float64)
     assert samples.shape == (10, 2, 16, 16) and info.pde.describe() == fit.model.pde.describe()
     assert info.attrs["module"] == "DiffusionTeacher" and info.attrs["nfe"] == 7
-    assert info.attrs["checkpoint"].endswith("last.ckpt")
+    run = json.loads(info.attrs["run"])
+    assert run["checkpoint"].endswith("last.ckpt") and run["global_step"] == fit.trainer.global_step
     kept = (workdir / "generated/darcy.h5").read_bytes()
     with pytest.raises(FileExistsError, match="--overwrite"):  # refused when predict starts
         main(["predict", *config, *request, "--ckpt_path", "last"])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -88,12 +89,21 @@ def test_fit_test_reload_and_resume(workdir):
     # the test run evaluates the checkpoint and writes the report
     main(["test", "--config", QUICKSTART, *TINY, "--ckpt_path", "last"])
     report = workdir / "runs/quickstart/report"
-    metrics = json.loads((report / "metrics.json").read_text())["metrics"]
+    summary = json.loads((report / "metrics.json").read_text())
+    metrics, run = summary["metrics"], summary["run"]
+    steps = cli.trainer.global_step
+    assert run["checkpoint"] == str(last.resolve()) and run["global_step"] == steps, "what was evaluated, how long"
+    assert re.fullmatch("[0-9a-f]{64}", run["config_sha256"]) and run["trained_config_sha256"] == run["config_sha256"]
+    assert f"Checkpoint `{last.resolve()}` after {steps} training steps; config SHA-256 `{run['config_sha256']}`" in (
+        report / "report.md").read_text()
     assert metrics["gt/residual_interior_rel"] < 1e-9 < metrics["gen/residual_interior_rel"]
     assert {f"{side}/{m}/{c}" for side in ("gen", "gt") for m in ("mmse", "smse") for c in "au"} <= set(metrics)
     assert metrics["gt/mmse/a"] > 0, "two independent ground-truth sets differ by sampling noise"
     assert (report / "samples.png").stat().st_size > 10_000
     assert "| PDE residual, interior" in (report / "report.md").read_text()
+    main(["test", "--config", QUICKSTART, *TINY, "--ckpt_path", "last", "--seed_everything=1"])
+    other = json.loads((report / "metrics.json").read_text())["run"]
+    assert other["config_sha256"] != run["config_sha256"] == other["trained_config_sha256"]
 
     # resuming continues the same run from the last checkpoint
     resumed = main(["fit", "--config", QUICKSTART, *TINY, "--trainer.max_epochs=3", "--ckpt_path", "last"])

@@ -12,6 +12,7 @@ from lightning.pytorch.loggers import WandbLogger
 
 from pdegen.benchmarking import latency_ms, torch_threads
 from pdegen.callbacks.heldout import results_dir
+from pdegen.callbacks.provenance import provenance
 from pdegen.io import write_text_atomic
 
 STATS = ("median_ms", "p90_ms", "median_ms_per_sample", "p90_ms_per_sample", "samples_per_s")
@@ -82,6 +83,7 @@ class LatencyCallback(L.Callback):
             if isinstance(logger, WandbLogger):
                 logger.experiment.summary.update(metrics)
         out = results_dir(trainer, self.output_dir)
-        summary = {"module": type(module).__name__, "device": str(module.device), "warmup": self.warmup,
+        summary = {"module": type(module).__name__, "run": provenance(trainer), "device": str(module.device),
+                   "warmup": self.warmup,
                    "repeats": self.repeats, "nfe": nfe, "rows": rows}
         write_text_atomic(out / "latency.json", json.dumps(summary, indent=2))

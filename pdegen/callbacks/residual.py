@@ -15,6 +15,7 @@ from torch import Tensor
 
 from pdegen.benchmarking import best_time
 from pdegen.callbacks.heldout import HeldOutEvaluation, last_plane, publish_figure, results_dir
+from pdegen.callbacks.provenance import provenance
 from pdegen.io import write_text_atomic
 from pdegen.metrics import MarginalWasserstein, MomentErrors, PDEResidualNorm
 from pdegen.plotting import sample_figure
@@ -215,7 +216,7 @@ class PDEResidualCallback(HeldOutEvaluation):
         out = results_dir(trainer, self.output_dir)
         out.mkdir(parents=True, exist_ok=True)
         summary: dict[str, Any] = {"pde": pl_module.pde.describe(), "num_samples": self.num_samples,
-                                   "module": type(pl_module).__name__, "metrics": results}
+                                   "module": type(pl_module).__name__, "run": provenance(trainer), "metrics": results}
         write_text_atomic(out / "metrics.json", json.dumps(summary, indent=2))
         write_report(out / "report.md", summary, figure_path)
         for logger in trainer.loggers:

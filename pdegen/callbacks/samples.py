@@ -10,6 +10,7 @@ import torch
 from lightning.pytorch.callbacks import BasePredictionWriter
 
 from pdegen.callbacks.heldout import results_dir
+from pdegen.callbacks.provenance import provenance
 from pdegen.io import DatasetWriter, check_output
 
 
@@ -55,8 +56,8 @@ class SampleWriter(BasePredictionWriter):
             return
         samples = _in_index_order(samples, indices)
         path = self._target(trainer)
-        attrs = {"module": type(pl_module).__name__, "nfe": int(getattr(pl_module, "nfe", 0)),
-                 "checkpoint": str(trainer.ckpt_path or ""), "kind": "generated"}
+        attrs = {"module": type(pl_module).__name__, "nfe": int(getattr(pl_module, "nfe", 0)), "kind": "generated",
+                 "run": provenance(trainer)}
         with DatasetWriter(path, pl_module.pde, len(samples), attrs=attrs, overwrite=self.overwrite) as writer:
             writer.write(0, samples.cpu())
         self.written = path

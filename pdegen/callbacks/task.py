@@ -12,6 +12,7 @@ from torch import Tensor
 
 from pdegen.benchmarking import best_time
 from pdegen.callbacks.heldout import results_dir
+from pdegen.callbacks.provenance import provenance
 from pdegen.io import write_arrays_atomic, write_text_atomic
 from pdegen.metrics import PDEResidualNorm
 from pdegen.plotting import sample_figure, save_figure
@@ -99,7 +100,7 @@ class TaskCallback(Callback):
         name = f"task_{self.task.name}"
         solution, truth = arrays["solution"], arrays["truth"]
         summary = {"task": vars(self.task), "module": type(pl_module).__name__, "pde": pl_module.pde.describe(),
-                   "num_samples": len(truth), "metrics": results}
+                   "num_samples": len(truth), "run": provenance(trainer), "metrics": results}
         write_text_atomic(out / f"{name}.json", json.dumps(summary, indent=2))
         write_arrays_atomic(out / f"{name}.h5", arrays, summary)
         pde = pl_module.pde
