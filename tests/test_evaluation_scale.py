@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from pdegen.callbacks import LatencyCallback, NonFiniteLossError, SampleFigures, StopOnNonFiniteLoss
-from pdegen.modules import DiffusionTeacher, PIDStudent
+from pdegen.modules import DiffusionTeacher, PIDDMStudent, PIDStudent
 from pdegen.nets import UNet
 from pdegen.pdes import Darcy
 
@@ -31,6 +31,8 @@ def tiny_teacher(num_steps: int = 6) -> DiffusionTeacher:
 class _OneBatch(L.LightningDataModule):
     def test_dataloader(self):
         return torch.utils.data.DataLoader(torch.zeros(2, 2, 8, 8), batch_size=2)
+
+    train_dataloader = test_dataloader
 
 
 def test_generator_latency_times_the_teacher_with_its_own_sampler_and_steps(tmp_path):
@@ -82,6 +84,60 @@ class _BlowsUp(L.LightningModule):
 
     def configure_optimizers(self):
         return torch.optim.SGD(self.parameters(), lr=0.01)
+
+
+class Bar:
+    """Records what pdegen.progress shows in place of a tqdm bar."""
+
+    made: list[Bar] = []
+
+    def __init__(self, total, desc, unit, **kwargs) -> None:
+        self.total, self.desc, self.unit, self.n, self.notes = total, desc, unit, 0, []
+        Bar.made.append(self)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *args) -> None:
+        pass
+
+    def update(self, count: int) -> None:
+        self.n += count
+
+    def set_postfix_str(self, text: str, refresh: bool = True) -> None:
+        self.notes.append(text)
+
+
+def test_evaluation_sampling_task_solving_and_latency_timing_show_progress(tmp_path, monkeypatch):
+    """Long evaluation work inside one Lightning batch moves a bar: one tick per sample with the sampler's
+    steps beside it, one per latency measurement (the sampling it times moves no bar of its own); none when
+    the trainer hides its bar."""
+    from pdegen import progress
+    from pdegen.callbacks import PDEResidualCallback, TaskCallback
+
+    monkeypatch.setattr(progress, "tqdm", Bar)
+    teacher = tiny_teacher(num_steps=3)
+    callbacks = [PDEResidualCallback(num_samples=5, output_dir=str(tmp_path), teacher=False),
+                 LatencyCallback(batch_sizes=[1, 2], threads=[1], warmup=0, repeats=2, output_dir=str(tmp_path))]
+    trainer = L.Trainer(accelerator="cpu", logger=False, callbacks=callbacks, enable_model_summary=False)
+    teacher.hparams.sample_batch_size = 2
+    trainer.test(teacher, datamodule=_OneBatch())
+    samples, latency = Bar.made
+    assert (samples.desc, samples.total, samples.unit, samples.n) == ("test: generated samples", 5, "sample", 5)
+    assert samples.notes[-1] == "step 3/3" and len(samples.notes) == 3 * 3, "3 chunks of 3 steps"
+    assert (latency.desc, latency.total, latency.n) == ("test: latency", 2, 2)
+    assert latency.notes == ["model, batch 1, 1 threads", "model, batch 2, 1 threads"]
+
+    Bar.made.clear()
+    trainer = L.Trainer(accelerator="cpu", logger=False, callbacks=callbacks[:1], enable_progress_bar=False)
+    trainer.test(teacher, datamodule=_OneBatch())
+    assert Bar.made == []
+    student = PIDDMStudent(teacher, task_steps=4)
+    trainer = L.Trainer(accelerator="cpu", logger=False, enable_model_summary=False,
+                        callbacks=[TaskCallback("forward", num_samples=2, output_dir=str(tmp_path))])
+    trainer.test(student, datamodule=_OneBatch())
+    (task,) = Bar.made
+    assert (task.desc, task.n) == ("test: forward task", 2) and task.notes[-1] == "noise optimisation, evaluation 4/4"
 
 
 def test_nan_loss_stops_the_fit_naming_the_step_and_the_last_good_checkpoint(tmp_path):

@@ -9,7 +9,7 @@ import torch
 from torch import Tensor, nn
 from torchmetrics.image.fid import FrechetInceptionDistance
 
-from pdegen.callbacks.heldout import HeldOutEvaluation
+from pdegen.callbacks.heldout import HeldOutEvaluation, progress_shown
 
 INCEPTION_FILE = "pt_inception-2015-12-05-6726825d.pth"
 """The torch-fidelity InceptionV3 weights file ``features: inception`` reads (never downloaded)."""
@@ -99,5 +99,7 @@ class FIDCallback(HeldOutEvaluation):
 
     def evaluate(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
         generator = torch.Generator(device=pl_module.device).manual_seed(self.seed + trainer.global_rank)
-        self.metric.update(pl_module.sample(self.num_samples, generator=generator), real=False)
+        with progress_shown(trainer, "samples for the FID"):
+            samples = pl_module.sample(self.num_samples, generator=generator)
+        self.metric.update(samples, real=False)
         pl_module.log(f"{stage}/fid", self.metric.compute().float(), batch_size=1, sync_dist=False)

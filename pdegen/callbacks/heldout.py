@@ -11,12 +11,20 @@ from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.loggers import TensorBoardLogger, WandbLogger
 from torch import Tensor
 
+from pdegen import progress
 from pdegen.plotting import close_figure, figure_to_array, save_figure
 
 
 def results_dir(trainer: L.Trainer, configured: str | None = None) -> Path:
     """Where a callback writes its files: ``configured``, else the trainer's log directory, else its root."""
     return Path(configured or trainer.log_dir or trainer.default_root_dir)
+
+
+def progress_shown(trainer: L.Trainer, label: str):
+    """Progress bars for the evaluation work in the block, described by the stage and ``label``, where the
+    trainer shows its own bar (and on rank 0 only): see :mod:`pdegen.progress`."""
+    stage = trainer.state.stage.value if trainer.state.stage else "run"
+    return progress.shown(f"{stage}: {label}", trainer.is_global_zero and trainer.progress_bar_callback is not None)
 
 
 def last_plane(x: Tensor) -> Tensor:

@@ -10,8 +10,9 @@ import lightning as L
 import torch
 from lightning.pytorch.loggers import WandbLogger
 
+from pdegen import progress
 from pdegen.benchmarking import latency_ms, torch_threads
-from pdegen.callbacks.heldout import results_dir
+from pdegen.callbacks.heldout import progress_shown, results_dir
 from pdegen.callbacks.provenance import provenance
 from pdegen.io import write_text_atomic
 
@@ -50,21 +51,30 @@ class LatencyCallback(L.Callback):
                             "modules that name what to time (PINN, KDPINNStudent)")
         sync = module.device.type == "cuda"
         rows = []
-        for batch in self.batch_sizes:
-            targets = module.latency_targets(batch)
-            for threads in self.threads:
-                with torch_threads(threads) as used, torch.inference_mode():
-                    for name, run in targets.items():
-                        stats = latency_ms(run, self.warmup, self.repeats, sync=sync)
-                        rows.append({"target": name, "batch_size": batch, "threads": threads,
-                                     "threads_used": used, **stats,
-                                     "median_ms_per_sample": stats["median_ms"] / batch,
-                                     "p90_ms_per_sample": stats["p90_ms"] / batch,
-                                     "samples_per_s": 1e3 * batch / stats["median_ms"]})
+        measurements = len(self.batch_sizes) * len(self.threads) * len(module.latency_targets(1))
+        with progress.bar(measurements, "measurement"):  # ticks between timings, never inside one
+            for batch in self.batch_sizes:
+                rows += self._measure_batch(module, batch, sync)
+        return rows
+
+    def _measure_batch(self, module: L.LightningModule, batch: int, sync: bool) -> list[dict[str, Any]]:
+        rows = []
+        targets = module.latency_targets(batch)
+        for threads in self.threads:
+            with torch_threads(threads) as used, torch.inference_mode():
+                for name, run in targets.items():
+                    progress.note(f"{name}, batch {batch}, {used} threads")
+                    stats = latency_ms(run, self.warmup, self.repeats, sync=sync)
+                    progress.advance()
+                    rows.append({"target": name, "batch_size": batch, "threads": threads, "threads_used": used,
+                                 **stats, "median_ms_per_sample": stats["median_ms"] / batch,
+                                 "p90_ms_per_sample": stats["p90_ms"] / batch,
+                                 "samples_per_s": 1e3 * batch / stats["median_ms"]})
         return rows
 
     def on_test_epoch_end(self, trainer: L.Trainer, module: L.LightningModule) -> None:
-        rows = self.measure(module)
+        with progress_shown(trainer, "latency"):
+            rows = self.measure(module)
         metrics, medians = {}, {}
         for row in rows:
             key = f"b{row['batch_size']}_t{row['threads']}"

@@ -14,7 +14,7 @@ from lightning.pytorch.utilities import rank_zero_only
 from torch import Tensor
 
 from pdegen.benchmarking import best_time
-from pdegen.callbacks.heldout import HeldOutEvaluation, last_plane, publish_figure, results_dir
+from pdegen.callbacks.heldout import HeldOutEvaluation, last_plane, progress_shown, publish_figure, results_dir
 from pdegen.callbacks.provenance import provenance
 from pdegen.io import write_text_atomic
 from pdegen.metrics import MarginalWasserstein, MomentErrors, PDEResidualNorm
@@ -119,9 +119,10 @@ class PDEResidualCallback(HeldOutEvaluation):
         return self.teacher and getattr(pl_module, "is_diffusion_teacher", False)
 
     @staticmethod
-    def _timed(pl_module: L.LightningModule, draw) -> tuple[Tensor, float]:
-        """``draw()`` and its wall-clock seconds, synchronising the GPU around it."""
-        seconds, _, samples = best_time(draw, sync=pl_module.device.type == "cuda")
+    def _timed(pl_module: L.LightningModule, draw, label: str) -> tuple[Tensor, float]:
+        """``draw()`` and its wall-clock seconds, synchronising the GPU around it; a progress bar ``label``."""
+        with progress_shown(pl_module.trainer, label):
+            seconds, _, samples = best_time(draw, sync=pl_module.device.type == "cuda")
         return samples, seconds
 
     def _teacher_samples(self, pl_module: L.LightningModule, sampler: str | None, seed: int) -> tuple[Tensor, float]:
@@ -135,14 +136,16 @@ class PDEResidualCallback(HeldOutEvaluation):
             else:
                 draw = functools.partial(pl_module.reference_sample, self.num_samples, generator=generator,
                                          sampler=sampler)
-            self._references[key] = self._timed(pl_module, draw)
+            side = f"teacher_{sampler}" if sampler else "teacher"
+            self._references[key] = self._timed(pl_module, draw, f"{side_label(side)} samples")
         return self._references[key]
 
     def evaluate(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
         state, pde = self._state, pl_module.pde
         seed = self.seed + trainer.global_rank
         generator = torch.Generator(device=pl_module.device).manual_seed(seed)
-        generated, seconds = self._timed(pl_module, lambda: pl_module.sample(self.num_samples, generator=generator))
+        generated, seconds = self._timed(pl_module, lambda: pl_module.sample(self.num_samples, generator=generator),
+                                         "generated samples")
         results: dict[str, float] = {"nfe": float(pl_module.nfe), "seconds_per_sample": seconds / self.num_samples}
         sets = {"gen": generated}
         if self._own_teacher(pl_module):

@@ -11,7 +11,7 @@ from lightning.pytorch.utilities import rank_zero_only
 from torch import Tensor
 
 from pdegen.benchmarking import best_time
-from pdegen.callbacks.heldout import results_dir
+from pdegen.callbacks.heldout import progress_shown, results_dir
 from pdegen.callbacks.provenance import provenance
 from pdegen.io import write_arrays_atomic, write_text_atomic
 from pdegen.metrics import PDEResidualNorm
@@ -70,8 +70,9 @@ class TaskCallback(Callback):
         mask = task.mask(pde, n, truth.device)
         observed = torch.where(mask, truth, torch.zeros_like(truth))  # nothing unobserved reaches the method
         generator = torch.Generator(device=pl_module.device).manual_seed(task.seed + trainer.global_rank)
-        seconds, _, solution = best_time(lambda: pl_module.solve_task(observed, mask, task, generator),
-                                         sync=pl_module.device.type == "cuda")
+        with progress_shown(trainer, f"{task.name} task"):
+            seconds, _, solution = best_time(lambda: pl_module.solve_task(observed, mask, task, generator),
+                                             sync=pl_module.device.type == "cuda")
         solution = solution.to(truth.device)
         prefix = f"task_{task.name}"
         results = {"nfe": float(pl_module.task_nfe(task)), "seconds_per_sample": seconds / n}

@@ -23,6 +23,8 @@ from typing import NamedTuple
 import torch
 from torch import Tensor
 
+from pdegen import progress
+
 from .edm import Denoiser
 from .samplers import _check_sigmas
 
@@ -46,6 +48,7 @@ def guided_sample(denoiser: Denoiser, x_T: Tensor, sigmas: Tensor,
     _check_sigmas(sigmas)
     x = x_T.detach().to(torch.float64)
     for i, (sigma, sigma_next) in enumerate(zip(sigmas[:-1], sigmas[1:])):
+        progress.note(f"guided step {i + 1}/{len(sigmas) - 1}")
         x = x.detach().requires_grad_(True)
         with torch.enable_grad():
             denoised = denoiser(x, sigma)
@@ -95,6 +98,7 @@ def optimize_noise(generate: Callable[[Tensor], Tensor], noise: Tensor, objectiv
     def closure() -> Tensor:
         nonlocal calls
         calls += 1
+        progress.note(f"noise optimisation, evaluation {calls}" + ("" if optimizer == "lbfgs" else f"/{steps}"))
         with torch.enable_grad():
             loss = objective(generate(eps)).sum()
             (eps.grad,) = torch.autograd.grad(loss, eps)  # not into the generator's parameters

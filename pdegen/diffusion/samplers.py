@@ -15,6 +15,8 @@ from collections.abc import Callable
 import torch
 from torch import Tensor
 
+from pdegen import progress
+
 from .edm import Denoiser
 
 
@@ -75,7 +77,8 @@ def _integrate(
         x = x_T.to(torch.float64)
         trajectory = [x]
         correct = [heun and s > 0 for s in sigmas[1:].tolist()]  # one host sync, not one a step
-        for sigma, sigma_next, heun_step in zip(sigmas[:-1], sigmas[1:], correct, strict=True):
+        for i, (sigma, sigma_next, heun_step) in enumerate(zip(sigmas[:-1], sigmas[1:], correct, strict=True)):
+            progress.note(f"step {i + 1}/{len(correct)}")
             d = (x - denoiser(x, sigma)) / sigma
             x_next = x + (sigma_next - sigma) * d
             if heun_step:

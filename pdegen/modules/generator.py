@@ -19,7 +19,7 @@ import torch
 from lightning.pytorch.core.mixins.hparams_mixin import _given_hyperparameters
 from torch import Tensor
 
-from pdegen import __version__
+from pdegen import __version__, progress
 from pdegen.metrics import reference_residual_scales, residual_loss
 from pdegen.pdes import PDE, get_pde
 from pdegen.tasks import ObservationTask
@@ -245,7 +245,11 @@ class GeneratorMixin(FieldModuleMixin):
                 noise = noise.to(self.device, torch.float64)
                 conditions = tuple(c.to(self.device).clone() for c in conditions)  # plain tensors, not inference ones
                 pieces = zip(noise.split(batch_size), *(c.split(batch_size) for c in conditions))
-                chunks = [generate(*piece) for piece in pieces]
+                chunks = []
+                with progress.bar(n, "sample"):
+                    for piece in pieces:
+                        chunks.append(generate(*piece))
+                        progress.advance(len(piece[0]))
         finally:
             self.train(was_training)
         return self.normalizer.decode(torch.cat(chunks).double())
