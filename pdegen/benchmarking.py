@@ -12,12 +12,18 @@ from typing import Any
 
 import torch
 
-from pdegen.nets import NoiseConditionedFNO, UNet
+
+def _net(name: str, **kwargs: Any) -> torch.nn.Module:
+    from pdegen import nets  # here: neuraloperator is slow to import, and the latency callback needs none
+
+    return getattr(nets, name)(**kwargs)
+
 
 BACKBONES: dict[str, Callable[[], torch.nn.Module]] = {
-    "unet-quickstart": lambda: UNet(channels=2, base_channels=32, channel_mults=[1, 2, 2], num_res_blocks=1),
-    "unet-gpu-config": lambda: UNet(channels=2, base_channels=64, channel_mults=[1, 2, 2, 2], num_res_blocks=2),
-    "fno-gpu-config": lambda: NoiseConditionedFNO(channels=2, width=64, modes=[24, 24], n_layers=4),
+    "unet-quickstart": lambda: _net("UNet", channels=2, base_channels=32, channel_mults=[1, 2, 2], num_res_blocks=1),
+    "unet-gpu-config": lambda: _net("UNet", channels=2, base_channels=64, channel_mults=[1, 2, 2, 2],
+                                    num_res_blocks=2),
+    "fno-gpu-config": lambda: _net("NoiseConditionedFNO", channels=2, width=64, modes=[24, 24], n_layers=4),
 }
 """The Darcy backbones the training benchmarks time: the quickstart's and the GPU configs'."""
 

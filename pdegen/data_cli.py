@@ -20,7 +20,6 @@ import torch
 
 from pdegen.datagen import generate_dataset, merge_shards
 from pdegen.io import read_info
-from pdegen.metrics import PDEResidualNorm
 from pdegen.pdes import PDES, get_pde, pde_parameters
 from pdegen.readers import FORMATS, import_dataset
 from pdegen.signals import sigterm_stops
@@ -134,6 +133,8 @@ def info(args: argparse.Namespace) -> int:
         if key not in ("pde", "pde_params", "grid"):
             print(f"  {key}: {value}")
     count = min(args.max_samples, meta.num_samples)
+    from pdegen.metrics import PDEResidualNorm  # here: torchmetrics is slow to import
+
     metric = PDEResidualNorm(pde)
     bad = []
     with h5py.File(meta.path, "r") as f:

@@ -73,7 +73,8 @@ def test_every_tool_imports(script, monkeypatch):
 
 def test_every_tool_is_run_by_a_test_or_says_why_not():
     """A new tool goes into one of the lists above (or gets its own test like pid_ablation's)."""
-    assert {p.stem for p in SCRIPTS} == {*RUN_ELSEWHERE, *RUN_BY_TOOL, *SMOKE_ARGS, *IMPORT_ONLY, "pid_ablation"}
+    assert {p.stem for p in SCRIPTS} == {*RUN_ELSEWHERE, *RUN_BY_TOOL, *SMOKE_ARGS, *IMPORT_ONLY, "pid_ablation",
+                                         "bench_startup"}
     for name, test in RUN_ELSEWHERE.items():
         assert f"{name}.py" in (ROOT / "tests" / test).read_text(), f"{test} no longer loads tools/{name}.py"
     for name, runner in RUN_BY_TOOL.items():
@@ -92,6 +93,16 @@ def test_benchmark_tool_smoke(name, monkeypatch, capsys, one_thread):
     assert len(rows) >= 2, "a header and at least one result row"
     assert all(len(row) == len(rows[0]) for row in rows), "every row fills the header's columns"
     assert not any(cell.lower() in {"nan", "inf"} for row in rows for cell in row)
+
+
+def test_command_line_tools_start_without_heavy_imports_beyond_the_one_they_need(monkeypatch, capsys):
+    """``pdegen --help`` imports nothing heavy beyond lightning, ``pdegen-data --help`` nothing beyond torch
+    (torchmetrics, neuraloperator, wandb and scipy's solvers came with them: 16 s and 6 s on a busy machine)."""
+    tool = load_tool("bench_startup", monkeypatch)
+    assert tool.heavy_imports_beyond("lightning", "pdegen.cli") == set()
+    (row,) = tool.main(["--repeats", "1", "--tools", "pdegen-data"])
+    assert row["heavy_beyond_floor"] == [] and row["seconds"] > 0 < row["floor_seconds"]
+    assert len(table_rows(capsys.readouterr().out)) == 2
 
 
 @pytest.fixture

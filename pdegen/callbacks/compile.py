@@ -6,10 +6,6 @@ import lightning as L
 import torch
 from lightning.pytorch.callbacks import Callback
 
-from pdegen.nets import NoiseConditionedFNO, UNet
-
-GRID_BACKBONES = (UNet, NoiseConditionedFNO)
-
 
 class CompileBackbones(Callback):
     """Compiles, in place (``nn.Module.compile``: parameter names and checkpoints unchanged), every grid
@@ -24,7 +20,9 @@ class CompileBackbones(Callback):
         self.compiled: list[torch.nn.Module] = []
 
     def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        from pdegen.nets import NoiseConditionedFNO, UNet  # here: neuraloperator is slow to import
+
         for module in pl_module.modules():
-            if isinstance(module, GRID_BACKBONES) and module._compiled_call_impl is None:
+            if isinstance(module, (UNet, NoiseConditionedFNO)) and module._compiled_call_impl is None:
                 module.compile(backend=self.backend, mode=self.mode)
                 self.compiled.append(module)

@@ -44,7 +44,6 @@ from typing import Any, NamedTuple, TypeVar
 import numpy as np
 import torch
 import torch.nn.functional as F
-from scipy.linalg import lapack
 from torch import Tensor
 
 from .base import PDE, Grid
@@ -140,6 +139,8 @@ def _solve_banded_serial(a: np.ndarray, h: float, forcing: float, face_average: 
     north = north.reshape(n, m * m)
     east = -st.east[..., :-1, :].reshape(n, m * (m - 1))  # coupling of k to k + m
     rhs = np.full(m * m, float(forcing))
+    from scipy.linalg import lapack  # here: scipy.linalg is slow to import
+
     pbsv = lapack.get_lapack_funcs("pbsv", (rhs,))
     u = np.zeros_like(a)
     with single_threaded_blas():

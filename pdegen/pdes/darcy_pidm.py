@@ -62,7 +62,6 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
-from scipy.linalg import lapack
 from torch import Tensor
 
 from .base import PDE, Grid
@@ -255,6 +254,8 @@ def solve_banded(K: np.ndarray, source: np.ndarray, face_average: str = "harmoni
     next_in_row = (-torch.cat([c_y, zero.mT], 2)).reshape(n, -1).numpy()  # coupling of k to k + 1
     next_row = (-c_x).reshape(n, -1).numpy()  # coupling of k to k + R
     p = np.zeros((n, size * size))
+    from scipy.linalg import lapack  # here: scipy.linalg is slow to import
+
     pbsv = lapack.get_lapack_funcs("pbsv", (p,))
     with single_threaded_blas():
         for s in range(n):

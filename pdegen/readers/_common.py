@@ -10,7 +10,6 @@ from pathlib import Path
 
 import h5py
 import numpy as np
-import scipy.io
 import torch
 from torch import Tensor
 
@@ -89,6 +88,8 @@ def load_mat(path: Path) -> dict[str, np.ndarray]:
                 return {k: np.asarray(f[k][()]).T for k in f.keys() if isinstance(f[k], h5py.Dataset)}
         except OSError as err:
             raise LayoutError(f"{path} is an unreadable HDF5 (MATLAB -v7.3) file ({err})") from err
+    import scipy.io  # here: slow to import, and only MATLAB files need it
+
     try:
         raw = scipy.io.loadmat(path)
     except (ValueError, TypeError, OSError, scipy.io.matlab.MatReadError) as err:
