@@ -6,9 +6,13 @@ leaves a file that looks finished.
 
 from __future__ import annotations
 
+import errno
 import json
+import math
 import os
+import shutil
 import socket
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -41,6 +45,22 @@ def check_output(path: str | Path, overwrite: bool = False) -> Path:
         raise FileExistsError(f"{path} exists: pass --overwrite to replace it (SampleWriter: overwrite: true), "
                               "or choose another output path")
     return path
+
+
+def check_free_space(path: Path, needed: int) -> None:
+    """Refuse, before any work, to write ``needed`` bytes to ``path`` when its file system has less free
+    (with 1% and 1 MiB to spare for metadata)."""
+    folder = path.parent
+    while not folder.exists():  # the nearest folder that exists is on the file system that will hold it
+        folder = folder.parent
+    free = shutil.disk_usage(folder).free
+    if free < needed * 1.01 + 2**20:
+        raise OSError(errno.ENOSPC, f"{path} needs {_size(needed)} and its file system has {_size(free)} free: "
+                      "free some space, write elsewhere, or write fewer samples (or shards: --shard/--num-shards)")
+
+
+def _size(count: int) -> str:
+    return f"{count / 2**30:.3g} GiB" if count >= 2**30 else f"{count / 2**20:.3g} MiB"
 
 
 def replace_durably(source: Path, target: Path) -> None:
@@ -105,6 +125,7 @@ class DatasetWriter:
         self.num_samples = num_samples
         self.dtype = np.dtype(dtype)
         self.attrs = dict(attrs or {})
+        check_free_space(self.path, num_samples * pde.num_channels * math.prod(pde.grid.shape) * self.dtype.itemsize)
         self._tmp = self.path.with_name(f".{self.path.name}.tmp-{os.getpid()}")
         self._lock = self.path.with_name(f".{self.path.name}.lock")
         self._file: h5py.File | None = None
@@ -115,12 +136,16 @@ class DatasetWriter:
         take_lock(self._lock, str(self.path))
         try:
             self._file = h5py.File(self._tmp, "w")
-        except BaseException:
-            self._lock.unlink(missing_ok=True)
+            for name in self.pde.channels:  # the whole file's space taken now: a full disk fails here, not later
+                dcpl = h5py.h5p.create(h5py.h5p.DATASET_CREATE)
+                dcpl.set_alloc_time(h5py.h5d.ALLOC_TIME_EARLY)
+                self._file.create_dataset(name, shape=(self.num_samples, *self.pde.grid.shape), dtype=self.dtype,
+                                          chunks=(1, *self.pde.grid.shape), dcpl=dcpl)
+        except BaseException as err:
+            self._discard()
+            if isinstance(err, (OSError, ValueError)):  # h5py reports a full disk as either
+                raise OSError(errno.ENOSPC, f"could not reserve the space of {self.path} ({err})") from None
             raise
-        for name in self.pde.channels:
-            self._file.create_dataset(name, shape=(self.num_samples, *self.pde.grid.shape), dtype=self.dtype,
-                                      chunks=(1, *self.pde.grid.shape))
         description = self.pde.describe()
         attrs = {
             "pde": description["name"],
@@ -148,16 +173,30 @@ class DatasetWriter:
 
     def __exit__(self, exc_type, exc, tb) -> None:
         assert self._file is not None
+        if exc_type is not None:
+            self._discard()
+            return
         try:
             self._file.close()
-            if exc_type is None and not self._written.all():
+            if not self._written.all():
                 missing = int((~self._written).sum())
                 raise RuntimeError(f"{missing} of {self.num_samples} samples were never written to {self.path}")
-            if exc_type is None:
-                os.replace(self._tmp, self.path)
+            os.replace(self._tmp, self.path)
         finally:
-            self._tmp.unlink(missing_ok=True)
-            self._lock.unlink(missing_ok=True)
+            self._discard()
+
+    def _discard(self) -> None:
+        """Close the file without a word (a failed write leaves HDF5 unable to flush), remove it and the lock."""
+        if self._file is not None:
+            hook, sys.unraisablehook = sys.unraisablehook, lambda unraisable: None  # h5py's dealloc errors
+            try:
+                self._file.close()
+            except Exception:  # noqa: BLE001 - the write has failed already; its error is the one to report
+                pass
+            finally:
+                sys.unraisablehook = hook
+        self._tmp.unlink(missing_ok=True)
+        self._lock.unlink(missing_ok=True)
 
 
 def read_info(path: str | Path) -> DatasetInfo:

@@ -255,3 +255,64 @@ def test_generate_refuses_existing_outputs_folders_and_a_concurrent_writer_befor
     lock.write_text(f"{socket.gethostname()} 0")  # a writer that is gone
     assert generate(out) == 0 and sorted(p.name for p in tmp_path.iterdir()) == ["p.h5"]
     assert generate(out) == 2 and generate(out, "--overwrite") == 0
+
+
+def test_generation_without_room_is_refused_before_any_sample_and_a_failed_write_leaves_nothing(
+        tmp_path, monkeypatch, capsys):
+    """Case 8: the file system's free space is checked before the first solve (a dataset that cannot fit was
+    found out only when the disk filled), and a write that fails midway removes the temporary file and lock."""
+    import shutil
+
+    from pdegen import io
+
+    monkeypatch.setattr(io.shutil, "disk_usage", lambda folder: shutil._ntuple_diskusage(2**30, 2**30 - 2**20, 2**20))
+    monkeypatch.setattr(Darcy, "solve", lambda *args: pytest.fail("solved a sample although the file cannot fit"))
+    out = tmp_path / "new" / "darcy.h5"
+    assert data_main(["generate", "darcy", "--resolution", "16", "--num-samples", "300", "--output", str(out)]) == 2
+    assert re.search(r"needs 1\.1\d MiB and its file system has 1 MiB free", capsys.readouterr().err)
+    assert not out.parent.exists(), "nothing written"
+    monkeypatch.undo()
+
+    writes = []
+
+    def full_after_one_batch(self, start, batch):
+        if writes:
+            raise OSError(28, "No space left on device")
+        writes.append(start)
+        original(self, start, batch)
+
+    original = DatasetWriter.write
+    monkeypatch.setattr(DatasetWriter, "write", full_after_one_batch)
+    assert data_main(["generate", "darcy", "--resolution", "8", "--num-samples", "100", "--batch-size", "32",
+                      "--output", str(out), "--no-progress"]) == 2
+    assert "No space left on device" in capsys.readouterr().err and writes == [0]
+    assert list(out.parent.iterdir()) == [], "no temporary file, no lock"
+
+
+FULL_DISK = """
+import sys
+from pdegen import io
+io.check_free_space = lambda path, needed: None  # as if another job filled the disk after the check
+from pdegen.data_cli import main
+sys.exit(main(["generate", "darcy", "--resolution", "16", "--num-samples", "2000", "--output", sys.argv[1],
+               "--no-progress"]))
+"""
+
+
+def test_generation_onto_a_full_file_system_fails_with_one_message_and_frees_the_disk(tmp_path):
+    """On a real 1 MiB file system: an error line and exit 2 (there were pages of HDF5 errors, a segmentation
+    fault, and a temporary file keeping the disk full)."""
+    small = tmp_path / "small"
+    small.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(small)], capture_output=True)
+    if mounted.returncode:
+        pytest.skip(f"cannot mount a small file system here: {mounted.stderr.decode().strip()}")
+    try:
+        result = subprocess.run([sys.executable, "-c", FULL_DISK, str(small / "darcy.h5")], capture_output=True,
+                                text=True, timeout=120)
+        assert result.returncode == 2, result.stderr[-3000:]
+        assert result.stderr.startswith("pdegen-data: error: [Errno 28] could not reserve the space of")
+        assert "Exception ignored" not in result.stderr and "Traceback" not in result.stderr
+        assert list(small.iterdir()) == [], "the disk is left as it was"
+    finally:
+        subprocess.run(["umount", str(small)], check=True)
