@@ -294,9 +294,19 @@ def test_two_process_gloo_test_run_logs_what_one_process_computes_on_the_same_sa
               "--trainer.callbacks.init_args.num_samples=4", "--data.init_args.num_samples=30"]
     main(["fit", *config])
     env = {k: v for k, v in os.environ.items() if k != "WANDB_MODE"} | {"OMP_NUM_THREADS": "1"}
-    subprocess.run([sys.executable, "-m", "pdegen.cli", "test", *config, "--ckpt_path", "last",
-                    "--trainer.accelerator=cpu", "--trainer.devices=2", "--trainer.strategy=ddp"],
+    ddp = ["--trainer.accelerator=cpu", "--trainer.devices=2", "--trainer.strategy=ddp"]
+    subprocess.run([sys.executable, "-m", "pdegen.cli", "test", *config, "--ckpt_path", "last", *ddp],
                    cwd=workdir, check=True, capture_output=True, env=env)
+    # a fresh 2-process fit into the trained run's folder: every rank stops with rank 0's refusal
+    kept = (workdir / "runs/quickstart/checkpoints/last.ckpt").read_bytes()
+    refused = subprocess.run([sys.executable, "-m", "pdegen.cli", "fit", *config, *ddp], cwd=workdir,
+                             capture_output=True, text=True, env=env, timeout=300)
+    assert refused.returncode != 0 and refused.stderr.count("already holds checkpoints of another run") == 2
+    assert (workdir / "runs/quickstart/checkpoints/last.ckpt").read_bytes() == kept
+    subprocess.run([sys.executable, "-m", "pdegen.cli", "fit", *config, *ddp, "--overwrite=true"], cwd=workdir,
+                   check=True, capture_output=True, env=env, timeout=300)  # the EMA copy once failed under DDP
+    assert (workdir / "runs/quickstart/checkpoints/last.ckpt").read_bytes() != kept
+    main(["fit", *config, "--overwrite=true"])  # the checkpoint sampled below: the single-process one
     logged = json.loads((workdir / "runs/quickstart/report/metrics.json").read_text())["metrics"]
 
     teacher = DiffusionTeacher.load_from_checkpoint(workdir / "runs/quickstart/checkpoints/last.ckpt")

@@ -43,23 +43,33 @@ class RunCheckpoint(ModelCheckpoint):
     # ------------------------------------------------------------------ one run per folder
     def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         super().on_fit_start(trainer, pl_module)
-        if trainer.fast_dev_run or not trainer.is_global_zero:
+        if trainer.fast_dev_run:
             return
+        # rank 0 decides for every process: a refusal raised on rank 0 alone left the others training
+        refusal = trainer.strategy.broadcast(self._claim_folder(trainer) if trainer.is_global_zero else None)
+        if refusal:
+            raise FileExistsError(refusal)
+
+    def _claim_folder(self, trainer: L.Trainer) -> str | None:
+        """Take the folder for this fit (the lock; with ``overwrite``, delete the earlier run's checkpoints),
+        or say why not."""
         folder = Path(self.dirpath)
         folder.mkdir(parents=True, exist_ok=True)
-        # a requeued job (resuming) may run on another node: it takes that node's lock over
-        take_lock(folder / LOCK, f"checkpoints into {folder}", take_foreign=trainer.ckpt_path is not None)
+        try:  # a requeued job (resuming) may run on another node: it takes that node's lock over
+            take_lock(folder / LOCK, f"checkpoints into {folder}", take_foreign=trainer.ckpt_path is not None)
+        except FileExistsError as err:
+            return str(err)
         self._lock = folder / LOCK
         existing = sorted(folder.glob("*.ckpt"))
         if existing and trainer.ckpt_path is None:
             if not self.overwrite:
                 self._release_lock()
-                raise FileExistsError(
-                    f"{folder} already holds checkpoints of another run ({', '.join(p.name for p in existing)}): "
-                    "resume it with --ckpt_path last, replace it with --overwrite, or write elsewhere "
-                    "(--trainer.default_root_dir and the checkpoint dirpath)")
+                return (f"{folder} already holds checkpoints of another run ({', '.join(p.name for p in existing)}): "
+                        "resume it with --ckpt_path last, replace it with --overwrite, or write elsewhere "
+                        "(--trainer.default_root_dir and the checkpoint dirpath)")
             for path in existing:
                 path.unlink()
+        return None
 
     def _release_lock(self) -> None:
         if self._lock is not None:

@@ -34,3 +34,17 @@ class EMAWeightAveraging(LightningEMA):
                          update_every_n_steps=update_every_n_steps, update_starting_at_step=update_starting_at_step,
                          update_starting_at_epoch=update_starting_at_epoch, **kwargs)
         self._kwargs["avg_fn"] = exact_ema(decay)
+
+    def setup(self, trainer: Any, pl_module: Any, stage: str) -> None:
+        """As Lightning's, but ``AveragedModel``'s deep copy of the module, kept for its weights alone, leaves
+        out the trainer (it copied the datamodule's data too) and every callable attribute (optimiser
+        factories, compiled forwards); under DDP the copy failed on their locks."""
+        stashed = {(module, key): value for module in pl_module.modules() for key, value in vars(module).items()
+                   if key == "_trainer" or (callable(value) and not isinstance(value, torch.nn.Module))}
+        for module, key in stashed:
+            vars(module)[key] = None
+        try:
+            super().setup(trainer, pl_module, stage)
+        finally:
+            for (module, key), value in stashed.items():
+                vars(module)[key] = value
