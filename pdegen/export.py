@@ -12,13 +12,14 @@ import argparse
 import importlib
 import json
 import os
-import tempfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import lightning as L
 import torch
 from torch import Tensor, nn
+
+from pdegen.io import atomic_path
 
 ONNX_HINT = 'ONNX export needs the optional extra: pip install "pdegen[onnx]" (onnx, onnxscript, onnxruntime)'
 
@@ -33,12 +34,9 @@ def to_torchscript(net: nn.Module, example: Tensor, optimize: bool = True) -> to
 
 def save_torchscript(net: nn.Module, example: Tensor, path: str | os.PathLike, optimize: bool = True) -> Path:
     """Write :func:`to_torchscript` of ``net`` to ``path`` (written to a temporary name, then renamed)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.NamedTemporaryFile(dir=path.parent, suffix=".tmp", delete=False) as tmp:
-        torch.jit.save(to_torchscript(net, example, optimize), tmp.name)
-    os.replace(tmp.name, path)
-    return path
+    with atomic_path(path) as tmp:
+        torch.jit.save(to_torchscript(net, example, optimize), str(tmp))
+    return Path(path)
 
 
 def save_onnx(net: nn.Module, example: Tensor, path: str | os.PathLike) -> Path:
@@ -48,14 +46,11 @@ def save_onnx(net: nn.Module, example: Tensor, path: str | os.PathLike) -> Path:
         import onnxscript  # noqa: F401  (the exporter needs it)
     except ImportError:
         raise ImportError(ONNX_HINT) from None
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp.onnx")
-    torch.onnx.export(net.eval(), (example,), str(tmp), input_names=["coords"], output_names=["values"],
-                      dynamic_shapes={"coords": {0: torch.export.Dim("points")}}, dynamo=True, verbose=False,
-                      external_data=False)  # one self-contained file (weights inside), renamed whole
-    os.replace(tmp, path)
-    return path
+    with atomic_path(path) as tmp:
+        torch.onnx.export(net.eval(), (example,), str(tmp), input_names=["coords"], output_names=["values"],
+                          dynamic_shapes={"coords": {0: torch.export.Dim("points")}}, dynamo=True, verbose=False,
+                          external_data=False)  # one self-contained file (weights inside), renamed whole
+    return Path(path)
 
 
 def onnx_runner(path: str | os.PathLike, threads: int = 0) -> Callable[[Tensor], Tensor]:
@@ -118,16 +113,13 @@ def save_student_safetensors(student: nn.Module, path: str | os.PathLike) -> Pat
     hyperparameters, the PDE and the NFE as JSON metadata."""
     from safetensors.torch import save_file
 
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     metadata = {"module": f"{type(student).__module__}.{type(student).__qualname__}",
                 "hparams": json.dumps(dict(getattr(student, "hparams", {})), default=repr),
                 "pde": json.dumps(student.pde.describe() if getattr(student, "pde", None) else None),
                 "nfe": str(getattr(student, "nfe", ""))}
-    tmp = path.with_name(f".{path.name}.tmp")
-    save_file(student_weights(student), str(tmp), metadata=metadata)
-    os.replace(tmp, path)
-    return path
+    with atomic_path(path) as tmp:
+        save_file(student_weights(student), str(tmp), metadata=metadata)
+    return Path(path)
 
 
 def load_student_safetensors(student: nn.Module, path: str | os.PathLike) -> nn.Module:

@@ -13,6 +13,8 @@ import os
 import shutil
 import socket
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -181,7 +183,7 @@ class DatasetWriter:
             if not self._written.all():
                 missing = int((~self._written).sum())
                 raise RuntimeError(f"{missing} of {self.num_samples} samples were never written to {self.path}")
-            os.replace(self._tmp, self.path)
+            replace_durably(self._tmp, self.path)
         finally:
             self._discard()
 
@@ -246,30 +248,35 @@ def load_samples(path: str | Path, dtype: torch.dtype = torch.float32) -> tuple[
     return torch.from_numpy(array).to(dtype), info
 
 
-def write_text_atomic(path: str | Path, text: str) -> Path:
-    """Write ``text`` to ``path`` through a temporary file and a rename: readers never see half a file."""
+@contextmanager
+def atomic_path(path: str | Path) -> Iterator[Path]:
+    """A temporary path in ``path``'s folder (same suffix) for the block to write; when the block succeeds it
+    is flushed to disk and renamed over ``path`` (:func:`replace_durably`), when it fails it is removed.
+    Readers never see half a file, and a crash leaves the previous one."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-    return path
+    tmp = path.with_name(f".{path.stem}.tmp-{os.getpid()}{path.suffix}")
+    try:
+        yield tmp
+        replace_durably(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def write_text_atomic(path: str | Path, text: str) -> Path:
+    """Write ``text`` to ``path`` through :func:`atomic_path`."""
+    with atomic_path(path) as tmp:
+        tmp.write_text(text)
+    return Path(path)
 
 
 def write_arrays_atomic(path: str | Path, arrays: dict[str, Tensor], attrs: dict[str, Any]) -> Path:
-    """Write named tensors (and JSON-able attributes) to an HDF5 file through a temporary name and a rename."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        with h5py.File(tmp, "w") as f:
-            for name, tensor in arrays.items():
-                f.create_dataset(name, data=tensor.detach().cpu().numpy())
-            f.attrs["meta"] = json.dumps({**attrs, "pdegen_version": __version__})
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return path
+    """Write named tensors (and JSON-able attributes) to an HDF5 file through :func:`atomic_path`."""
+    with atomic_path(path) as tmp, h5py.File(tmp, "w") as f:
+        for name, tensor in arrays.items():
+            f.create_dataset(name, data=tensor.detach().cpu().numpy())
+        f.attrs["meta"] = json.dumps({**attrs, "pdegen_version": __version__})
+    return Path(path)
 
 
 def read_arrays(path: str | Path) -> tuple[dict[str, Tensor], dict[str, Any]]:

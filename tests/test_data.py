@@ -316,3 +316,19 @@ def test_generation_onto_a_full_file_system_fails_with_one_message_and_frees_the
         assert list(small.iterdir()) == [], "the disk is left as it was"
     finally:
         subprocess.run(["umount", str(small)], check=True)
+
+
+def test_every_small_output_is_written_whole_and_durably_or_not_at_all(tmp_path, monkeypatch):
+    """Reports, metrics, task arrays and exports go through one atomic_path: flushed to disk and renamed
+    (a crash leaves the old file or the whole new one), and a failed write leaves the old file and no
+    temporary file."""
+    from pdegen import io
+
+    synced = []
+    monkeypatch.setattr(io.os, "fsync", lambda fd: synced.append(fd))
+    path = io.write_text_atomic(tmp_path / "report.md", "old")
+    assert path.read_text() == "old" and len(synced) == 2, "the file and its folder"
+    with pytest.raises(RuntimeError, match="midway"), io.atomic_path(path) as tmp:
+        tmp.write_text("half")
+        raise RuntimeError("midway")
+    assert path.read_text() == "old" and list(tmp_path.iterdir()) == [path]
