@@ -85,11 +85,12 @@ def take_lock(lock: Path, what: str, take_foreign: bool = False) -> None:
     try:
         fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
     except FileExistsError:
-        host, _, pid = lock.read_text().partition(" ")
+        holder = lock.read_text().strip()
+        host, _, pid = holder.partition(" ")
         here = host == socket.gethostname()
-        if (here and _alive(int(pid) if pid.strip().isdigit() else 0)) or (not here and not take_foreign):
+        if (here and _alive(int(pid) if pid.isdigit() else 0)) or (not here and not take_foreign):
             raise FileExistsError(
-                f"another pdegen process ({lock.read_text().strip()}: host, pid) is writing {what}: wait for it, or "
+                f"another pdegen process ({holder}: host, pid) is writing {what}: wait for it, or "
                 f"write elsewhere; delete {lock} if that process is gone") from None
         lock.write_text(me)
     else:

@@ -11,7 +11,7 @@ per timed call) is not moved by the sampling it times. Without :func:`shown` eve
 from __future__ import annotations
 
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from contextvars import ContextVar
 
 from tqdm.auto import tqdm
@@ -34,14 +34,11 @@ def shown(label: str, enabled: bool = True) -> Iterator[None]:
 def bar(total: int | None, unit: str) -> Iterator[None]:
     """A bar of ``total`` ``unit``\\ s for the block, if :func:`shown` asks for one and no bar is open."""
     label, outer = _label.get(), _bar.get()
-    if label is None or outer is not None:
-        token = _bar.set(False if outer is not None else None)
-        try:
-            yield
-        finally:
-            _bar.reset(token)
-        return
-    with tqdm(total=total, desc=label, unit=unit, leave=False, dynamic_ncols=True) as current:
+    if label is not None and outer is None:
+        opened = tqdm(total=total, desc=label, unit=unit, leave=False, dynamic_ncols=True)
+    else:  # nothing asked for, or inside another bar: silence what the block reports
+        opened = nullcontext(False if outer is not None else None)
+    with opened as current:
         token = _bar.set(current)
         try:
             yield

@@ -4,7 +4,7 @@ Outside a fitting Trainer the signal raises ``SystemExit(143)`` where the progra
 blocks run: writers remove their temporary files and locks, and no report of an interrupted evaluation
 is written. While a Trainer fits, Lightning's own handler (which calls this one) only notes the signal;
 the training loop stops at the end of the current batch, :class:`~pdegen.callbacks.RunCheckpoint` writes
-a final ``last.ckpt`` and :func:`exit_code` turns Lightning's ``SIGTERMException`` (an exit with status
+a final ``last.ckpt`` and :func:`sigterm_stops` turns Lightning's ``SIGTERMException`` (an exit with status
 0) into 143.
 """
 
