@@ -85,7 +85,7 @@ class OneStepSampler(nn.Module):
         self.student = student.eval()
 
     def forward(self, noise: Tensor) -> Tensor:
-        return self.student.normalizer.decode(self.student.generate_normalized(noise).double())
+        return self.student.normalizer.decode(self.student.generate(noise).double())
 
 
 def save_student_torchscript(student: nn.Module, path: str | os.PathLike, example_batch: int = 2) -> Path:
@@ -145,7 +145,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Path]:
     args = parser.parse_args(argv)
     module_name, _, class_name = args.module.rpartition(".")
     cls = getattr(importlib.import_module(module_name), class_name)
-    from pdegen.modules.generator import load_module
+    from pdegen.modules.checkpoints import load_module
 
     student = load_module(cls, args.checkpoint)
     written = {"torchscript": save_student_torchscript(student, args.out / "student.pt"),

@@ -2,7 +2,7 @@
 at full scale, all of it inside one Lightning batch, so Lightning's bar stands still.
 
 A callback names the work and switches bars on (:func:`shown`, on rank 0 when the trainer shows its own
-bar); the code that does it opens a bar with :func:`bar` (``GeneratorMixin.sample_with``: one tick per
+bar); the code that does it opens a bar with :func:`bar` (``GeneratorModule.sample_with``: one tick per
 sample) and reports finer steps with :func:`note` (samplers: ``step i/N``; noise optimisation:
 ``iteration i/N``). A bar opened inside another stays silent, so an outer bar (latency timing, one tick
 per timed call) is not moved by the sampling it times. Without :func:`shown` every call is a no-op.

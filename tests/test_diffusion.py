@@ -5,21 +5,20 @@ import math
 import numpy as np
 import pytest
 import torch
-from torch import nn
+from torch import Tensor, nn
 
 from pdegen.diffusion import (
-    SAMPLERS,
     EDMPreconditioner,
+    Euler,
     GaussianDenoiser,
+    Heun,
+    Sampler,
+    as_sampler,
     edm_coefficients,
     edm_loss,
     edm_loss_weight,
-    euler_sample,
-    heun_sample,
     karras_sigmas,
     lognormal_sigma_levels,
-    sample,
-    sampler_nfe,
 )
 
 SIGMAS = torch.logspace(-4, 3, 50, dtype=torch.float64)
@@ -164,23 +163,23 @@ def test_loss_is_deterministic_with_a_seed_and_sigma_levels():
 # --- samplers ----------------------------------------------------------------------------------
 
 
-def convergence_slope(sampler: str) -> float:
+def convergence_slope(sampler: Sampler) -> float:
     """log-log slope of the error at σ_min against the exact Gaussian PF-ODE flow from σ_max."""
     denoiser = gaussian()
     x_T = 80.0 * torch.randn(4, 2, 8, 8, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
     exact = denoiser.flow(x_T, 80.0, 0.002)
     levels = np.array([16, 32, 64, 128])
     schedules = [karras_sigmas(n, append_zero=False) for n in levels]
-    errors = [(sample(denoiser, x_T, s, sampler=sampler) - exact).abs().max().item() for s in schedules]
+    errors = [(sampler(denoiser, x_T, s) - exact).abs().max().item() for s in schedules]
     return -np.polyfit(np.log(levels - 1), np.log(errors), 1)[0]
 
 
 def test_euler_is_first_order():
-    assert 0.85 <= convergence_slope("euler") <= 1.2
+    assert 0.85 <= convergence_slope(Euler()) <= 1.2
 
 
 def test_heun_is_second_order():
-    assert 1.8 <= convergence_slope("heun") <= 2.3
+    assert 1.8 <= convergence_slope(Heun()) <= 2.3
 
 
 class CountingDenoiser(GaussianDenoiser):
@@ -195,14 +194,21 @@ class CountingDenoiser(GaussianDenoiser):
         return super().forward(x, sigma)
 
 
-@pytest.mark.parametrize("name", sorted(SAMPLERS))
+def trajectory(sampler: Sampler, denoiser, x_T: Tensor, sigmas: Tensor, **kwargs) -> tuple[Tensor, Tensor]:
+    """The final state and every state from x_T on, ``(len(sigmas), ...)``, collected by the step callback."""
+    states = [x_T.double()]
+    final = sampler(denoiser, x_T, sigmas, callback=lambda info: states.append(info["x"]), **kwargs)
+    return final, torch.stack(states)
+
+
+@pytest.mark.parametrize("sampler", [Euler(), Heun()], ids=repr)
 @pytest.mark.parametrize("append_zero", [True, False])
-def test_nfe_trajectory_and_float64_state(name, append_zero):
+def test_nfe_trajectory_and_float64_state(sampler, append_zero):
     denoiser = CountingDenoiser()
     x_T = 80.0 * torch.randn(3, 1, 4, 4)  # float32 in, float64 state and result
     sigmas = karras_sigmas(6, append_zero=append_zero)
-    final, traj = sample(denoiser, x_T, sigmas, sampler=name, return_trajectory=True)
-    assert denoiser.calls == sampler_nfe(name, len(sigmas) - 1, ends_at_zero=append_zero)
+    final, traj = trajectory(sampler, denoiser, x_T, sigmas)
+    assert denoiser.calls == sampler.nfe(len(sigmas) - 1, ends_at_zero=append_zero)
     assert denoiser.dtypes == {torch.float64} and final.dtype == torch.float64
     assert traj.shape == (len(sigmas), 3, 1, 4, 4)
     torch.testing.assert_close(traj[0], x_T.double())
@@ -214,12 +220,12 @@ def test_final_step_to_zero_is_euler_and_returns_the_denoised_state():
     denoiser = gaussian()
     x_T = 80.0 * torch.randn(2, 2, 8, 8, dtype=torch.float64)
     sigmas = karras_sigmas(5)
-    final, traj = heun_sample(denoiser, x_T, sigmas, return_trajectory=True)
+    final, traj = trajectory(Heun(), denoiser, x_T, sigmas)
     torch.testing.assert_close(final, denoiser(traj[-2], sigmas[-2]))
-    assert sampler_nfe("heun", 5) == 9 and sampler_nfe("euler", 5) == 5
+    assert Heun().nfe(5) == 9 and Euler().nfe(5) == 5 and Heun().nfe(5, ends_at_zero=False) == 10
 
 
-@pytest.mark.parametrize("sampler", [euler_sample, heun_sample])
+@pytest.mark.parametrize("sampler", [Euler(), Heun()], ids=repr)
 def test_gradients_flow_only_when_enabled(sampler):
     denoiser = gaussian()
     x_T = (80.0 * torch.randn(2, 2, 8, 8, dtype=torch.float64)).requires_grad_()
@@ -236,13 +242,34 @@ def test_gradients_flow_only_when_enabled(sampler):
     torch.testing.assert_close(slope[0], ((var + 0.002**2) / (var + 80.0**2)).sqrt(), rtol=0.05, atol=0)
 
 
-def test_unknown_sampler_and_bad_schedule_are_rejected():
+def test_a_new_sampler_is_one_class_and_bad_samplers_and_schedules_are_rejected():
+    """A subclass writing ``step`` and ``step_nfe`` gets the loop, the NFE and guidance: here the explicit midpoint
+    rule (second order, 2 evaluations a step)."""
+
+    class Midpoint(Sampler):
+        name = "midpoint"
+
+        def step(self, denoiser, x, denoised, sigma, sigma_next, to_zero):
+            mid = (sigma * sigma_next).sqrt() if not to_zero else sigma / 2
+            x_mid = x + (mid - sigma) * (x - denoised) / sigma
+            return x + (sigma_next - sigma) * (x_mid - denoiser(x_mid, mid)) / mid
+
+        def step_nfe(self, to_zero):
+            return 2
+
+    assert 1.8 <= convergence_slope(Midpoint()) <= 2.3
+    counting = CountingDenoiser()
+    Midpoint()(counting, torch.zeros(1, 1, 2, 2), karras_sigmas(4))
+    assert counting.calls == Midpoint().nfe(4) == 8
+    with pytest.raises(TypeError, match="abstract"):
+        type("Incomplete", (Sampler,), {})()
+    with pytest.raises(TypeError, match="teacher_sampler must be a pdegen.diffusion.Sampler.*Heun.*'rk4'"):
+        as_sampler("rk4", Euler, "teacher_sampler")
+    assert isinstance(as_sampler(None, Euler, "sampler"), Euler)
+    with pytest.raises(ValueError, match="num_steps must be an integer >= 1"):
+        Heun().nfe(0)
     denoiser, x_T = gaussian(), torch.zeros(1, 2, 8, 8)
-    with pytest.raises(ValueError, match="unknown sampler 'rk4'.*euler"):
-        sample(denoiser, x_T, karras_sigmas(3), sampler="rk4")
-    with pytest.raises(ValueError, match="unknown sampler"):
-        sampler_nfe("rk4", 3)
     with pytest.raises(ValueError, match="decreasing"):
-        sample(denoiser, x_T, karras_sigmas(3).flip(0)[1:])
+        Heun()(denoiser, x_T, karras_sigmas(3).flip(0)[1:])
     with pytest.raises(ValueError, match="positive"):
-        sample(denoiser, x_T, torch.tensor([1.0, 0.0, -1.0]))
+        Euler()(denoiser, x_T, torch.tensor([1.0, 0.0, -1.0]))

@@ -13,6 +13,7 @@ import pytest
 import torch
 
 from pdegen.callbacks import LatencyCallback, NonFiniteLossError, SampleFigures, StopOnNonFiniteLoss
+from pdegen.diffusion import Heun
 from pdegen.modules import DiffusionTeacher, PIDDMStudent, PIDStudent
 from pdegen.nets import UNet
 from pdegen.pdes import Darcy
@@ -40,7 +41,7 @@ def test_generator_latency_times_the_teacher_with_its_own_sampler_and_steps(tmp_
     student's 6-point distillation grid (10 NFE): the timed teacher call returns the teacher's own samples."""
     teacher = tiny_teacher(num_steps=3)
     student = PIDStudent(teacher, num_points=6)
-    assert student.reference_nfe("heun") == 10 and teacher.nfe == 5, "the two teacher samplers differ"
+    assert student.reference_nfe(Heun()) == 10 and teacher.nfe == 5, "the two teacher samplers differ"
     targets = student.latency_targets(4)
     own = teacher.sample(4, generator=torch.Generator().manual_seed(0), batch_size=4)
     torch.testing.assert_close(targets["teacher"](), own, rtol=0, atol=0)
@@ -65,7 +66,8 @@ def test_generator_latency_times_the_teacher_with_its_own_sampler_and_steps(tmp_
     assert tiny_teacher(num_steps=4).latency_nfe() == {"model": 7}
     plain = PIDStudent(teacher.denoiser, net=UNet(channels=2, base_channels=8, channel_mults=[1, 2]), num_points=6)
     plain.attach_pde(teacher.pde)
-    assert set(plain.latency_targets(2)) == {"model"}, "a plain denoiser has no sampler of its own to time"
+    assert set(plain.latency_targets(2)) == {"model", "teacher"}, "a bare denoiser gets the adapter's sampler"
+    assert plain.latency_nfe() == {"model": 1, "teacher": 35}, "Heun-18 of the FrozenTeacher adapter"
 
 
 class _BlowsUp(L.LightningModule):
@@ -120,7 +122,7 @@ def test_evaluation_sampling_task_solving_and_latency_timing_show_progress(tmp_p
     callbacks = [PDEResidualCallback(num_samples=5, output_dir=str(tmp_path), teacher=False),
                  LatencyCallback(batch_sizes=[1, 2], threads=[1], warmup=0, repeats=2, output_dir=str(tmp_path))]
     trainer = L.Trainer(accelerator="cpu", logger=False, callbacks=callbacks, enable_model_summary=False)
-    teacher.hparams.sample_batch_size = 2
+    teacher.sample_batch_size = 2
     trainer.test(teacher, datamodule=_OneBatch())
     samples, latency = Bar.made
     assert (samples.desc, samples.total, samples.unit, samples.n) == ("test: generated samples", 5, "sample", 5)
@@ -262,9 +264,9 @@ def test_predict_writes_n_generated_samples_as_a_dataset_file(workdir):
     teacher = DiffusionTeacher.load_from_checkpoint(workdir / "runs/quickstart/checkpoints/last.ckpt")
     # in index order, each sample from its own (seed, index) noise whatever its batch (to float32 round-off of
     # the batched network), in physical units
-    alone = teacher.sample_with(teacher.generate_normalized, 1, noise=teacher.indexed_noise([5]))
+    alone = teacher.sample_with(teacher.generate, 1, noise=teacher.indexed_noise([5]))
     torch.testing.assert_close(samples[5:6], alone, rtol=1e-5, atol=1e-5)
-    regrouped = teacher.sample_with(teacher.generate_normalized, 3, noise=teacher.indexed_noise([9, 0, 6]))
+    regrouped = teacher.sample_with(teacher.generate, 3, noise=teacher.indexed_noise([9, 0, 6]))
     torch.testing.assert_close(samples[[9, 0, 6]], regrouped, rtol=1e-5, atol=1e-5)
     assert not torch.allclose(samples[0], samples[1])
 

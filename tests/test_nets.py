@@ -4,7 +4,7 @@ import pytest
 import torch
 from jsonargparse import ArgumentParser
 
-from pdegen.diffusion import EDMPreconditioner, heun_sample, karras_sigmas
+from pdegen.diffusion import EDMPreconditioner, Heun, karras_sigmas
 from pdegen.nets import NoiseConditionedFNO, NoiseConditionedNet, NoiseEmbedding, UNet
 
 
@@ -102,7 +102,7 @@ def test_noise_embedding():
 
 def test_preconditioned_net_samples_in_float64(net):
     denoiser = EDMPreconditioner(net, sigma_data=0.5)
-    out = heun_sample(denoiser, 80.0 * torch.randn(2, 2, 32, 32), karras_sigmas(3))
+    out = Heun()(denoiser, 80.0 * torch.randn(2, 2, 32, 32), karras_sigmas(3))
     assert out.dtype == torch.float64 and out.shape == (2, 2, 32, 32) and torch.isfinite(out).all()
 
 

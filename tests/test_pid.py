@@ -9,15 +9,15 @@ import pytest
 import torch
 
 from pdegen.diffusion import (
+    Euler,
     GaussianDenoiser,
     GaussianMixtureDenoiser,
+    Heun,
     PIDTrajectory,
-    euler_sample,
     get_distance,
     karras_sigmas,
     pid_grid,
     pid_loss,
-    sample,
 )
 from pdegen.modules import DiffusionTeacher, PIDStudent
 from pdegen.nets import NoiseConditionedMLP, UNet
@@ -62,7 +62,9 @@ def test_theorem1_euler_trajectory_has_zero_upwind_loss_and_a_perturbed_one_does
     """Zero upwind PID loss on the grid ⟺ the trajectory is explicit Euler's (Theorem 1), here for the
     nonlinear Gaussian-mixture PF-ODE."""
     gmm, grid = mixture(), pid_grid(12)
-    _, states = euler_sample(gmm, noise(64), grid, return_trajectory=True)
+    states = [noise(64)]
+    Euler()(gmm, states[0], grid, callback=lambda info: states.append(info["x"]))
+    states = torch.stack(states)
     assert grid_losses(states, grid, gmm, "upwind").max() < 1e-24
     perturbed = states.clone()
     perturbed[5] += 1e-3 * torch.randn_like(perturbed[5])
@@ -89,7 +91,7 @@ def test_zero_loss_trajectories_converge_at_first_and_second_order():
     errors = {"upwind": [], "central": []}
     for n in levels:
         grid = pid_grid(int(n))
-        errors["upwind"].append((euler_sample(gaussian, x_T, grid) - exact).abs().max().item())
+        errors["upwind"].append((Euler()(gaussian, x_T, grid) - exact).abs().max().item())
         errors["central"].append((implicit_midpoint(gaussian, x_T, grid)[-1] - exact).abs().max().item())
     slope = {k: -np.polyfit(np.log(levels - 1), np.log(v), 1)[0] for k, v in errors.items()}
     assert 0.85 <= slope["upwind"] <= 1.2
@@ -204,7 +206,7 @@ def trained_mixture_student(num_points: int, steps: int, scheme: str = "upwind")
     optimizer = torch.optim.RAdam(student.trajectory.parameters(), lr=2e-3)
     batch = torch.zeros(256, 2)  # only its shape matters: PID needs no data
     for _ in range(steps):
-        loss = student._loss(batch)
+        loss = student.loss(batch)
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
@@ -225,8 +227,8 @@ def test_student_learns_the_mixture_noise_to_data_map_and_improves_with_N():
     for n in (4, 16):
         student = trained_mixture_student(n, steps=800)
         with torch.no_grad():
-            one_step = student.generate_normalized(z / 80.0)
-        euler = euler_sample(gmm, z, pid_grid(n))
+            one_step = student.generate(z / 80.0)
+        euler = Euler()(gmm, z, pid_grid(n))
         errors[n] = rmse(one_step, exact)
         if n == 4:  # discretisation error dominates: the student has learnt N-point Euler's map
             assert rmse(one_step, euler) < 0.25 * rmse(euler, exact)
@@ -253,7 +255,7 @@ def test_gradients_never_reach_the_teacher():
     assert student.trajectory.net.down[0].dropout.p == 0.3, "dropout=None keeps the backbone's"
     assert PIDStudent(tiny_teacher(dropout=0.3), num_points=10).trajectory.net.down[0].dropout.p == 0
     assert not student.teacher.training, "the teacher stays in eval mode"
-    loss = student._loss(torch.zeros(4, 2, 8, 8), generator=torch.Generator().manual_seed(0))
+    loss = student.loss(torch.zeros(4, 2, 8, 8), generator=torch.Generator().manual_seed(0))
     loss.backward()
     assert all(p.grad is None and not p.requires_grad for p in student.teacher.parameters())
     assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in student.trajectory.parameters())
@@ -276,22 +278,22 @@ def test_reference_samples_are_the_teachers_euler_solve_from_the_same_noise():
     student = PIDStudent(teacher, num_points=6)
     draws = student.sample_with(lambda x: x, 3, generator=torch.Generator().manual_seed(4))
     eps = teacher.normalizer.encode(draws)
-    reference = student.reference_sample(3, generator=torch.Generator().manual_seed(4), sampler="euler")
-    expected = teacher.normalizer.decode(euler_sample(teacher.denoiser, 80.0 * eps, pid_grid(6)))
+    reference = student.reference_sample(3, generator=torch.Generator().manual_seed(4), sampler=Euler())
+    expected = teacher.normalizer.decode(Euler()(teacher.denoiser, 80.0 * eps, pid_grid(6)))
     assert torch.allclose(reference, expected, atol=1e-10)
-    assert student.reference_nfe("euler") == 5 and student.reference_nfe("heun") == 10
+    assert student.reference_nfe(Euler()) == 5 and student.reference_nfe(Heun()) == 10
     one_step = student.sample(3, generator=torch.Generator().manual_seed(4))
     assert one_step.shape == (3, 2, 8, 8) and one_step.dtype == torch.float64 and student.nfe == 1
 
 
 def test_few_step_sampling_hands_over_to_the_teacher():
     teacher = tiny_teacher()
-    student = PIDStudent(teacher, num_points=6, sample_sigma=2.0, refine_steps=3, refine_sampler="heun")
+    student = PIDStudent(teacher, num_points=6, sample_sigma=2.0, refine_steps=3, refine_sampler=Heun())
     assert student.nfe == 1 + 5
     eps = torch.randn(2, 2, 8, 8, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
     x = student.trajectory(80.0 * eps, 2.0)
-    expected = sample(teacher.denoiser, x, karras_sigmas(3, 0.002, 2.0), sampler="heun")
-    assert torch.allclose(student.generate_normalized(eps), expected, atol=1e-12)
+    expected = Heun()(teacher.denoiser, x, karras_sigmas(3, 0.002, 2.0))
+    assert torch.allclose(student.generate(eps), expected, atol=1e-12)
 
 
 @pytest.mark.parametrize(("kwargs", "error", "match"), [
@@ -300,7 +302,7 @@ def test_few_step_sampling_hands_over_to_the_teacher():
     ({"num_points": 1}, ValueError, "at least 2 points"),
     ({"sample_sigma": 100.0}, ValueError, "outside the distilled range"),
     ({"refine_steps": 2}, ValueError, "sample_sigma above sigma_min"),
-    ({"refine_steps": 2, "sample_sigma": 1.0, "refine_sampler": "rk4"}, ValueError, "unknown refine_sampler"),
+    ({"refine_steps": 2, "sample_sigma": 1.0, "refine_sampler": "rk4"}, TypeError, "refine_sampler must be a pdegen"),
 ])
 def test_bad_arguments_are_clear_errors(kwargs, error, match):
     with pytest.raises(error, match=match):
@@ -330,7 +332,7 @@ def test_training_draws_differ_between_ranks_and_repeat_on_resume():
     def loss_at(rank: int, step: int) -> float:
         student._trainer = SimpleNamespace(global_rank=rank, global_step=step)
         with torch.no_grad():
-            return student._loss(batch, generator=student.training_generator()).item()
+            return student.loss(batch, generator=student.training_generator()).item()
 
     assert loss_at(0, 3) == loss_at(0, 3)
     assert loss_at(1, 3) != loss_at(0, 3) and loss_at(0, 4) != loss_at(0, 3)
@@ -340,6 +342,6 @@ def test_a_smaller_fresh_student_backbone_compresses_the_teacher():
     student = PIDStudent(tiny_teacher(), net=UNet(channels=2, base_channels=4, channel_mults=[1]), num_points=10)
     teacher_size = sum(p.numel() for p in student.teacher.parameters())
     assert sum(p.numel() for p in student.trajectory.parameters()) < teacher_size / 2
-    loss = student._loss(torch.zeros(2, 2, 8, 8))
+    loss = student.loss(torch.zeros(2, 2, 8, 8))
     loss.backward()
     assert torch.isfinite(loss) and student.sample(2).shape == (2, 2, 8, 8)

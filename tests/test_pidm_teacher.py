@@ -86,13 +86,13 @@ def test_zero_weight_is_exactly_the_edm_loss(poisson, data):
     teacher = tiny_teacher(poisson, data, perturb=True)
     batch = data[:8]
     expected = edm_loss(teacher.denoiser, teacher.normalizer.encode(batch.float()), generator=seeded(5)).mean()
-    assert torch.equal(teacher._loss(batch, seeded(5)), expected)
+    assert torch.equal(teacher.loss(batch, seeded(5)), expected)
 
 
 def test_loss_is_edm_plus_weighted_residual_of_the_denoised_estimate(poisson, data):
     weight, batch = 3.0, data[:8]
     teacher = tiny_teacher(poisson, data, residual_weight=weight, perturb=True)
-    loss = teacher._loss(batch, seeded(5))
+    loss = teacher.loss(batch, seeded(5))
     assert loss.dtype == torch.float32 and loss.isfinite()
 
     z = teacher.normalizer.encode(batch.float())
@@ -114,7 +114,7 @@ def test_published_pidm_weights_every_noise_level_alike_and_uses_the_fixed_data_
     teacher.hparams.residual_weighting = "uniform"
     scales = reference_residual_scales(poisson, data)
     teacher.residual_scales = scales
-    loss = teacher._loss(batch, seeded(5))
+    loss = teacher.loss(batch, seeded(5))
     z = teacher.normalizer.encode(batch.float())
     sigma, denoised = denoise_by_hand(teacher, z, seed=5)
     edm = (edm_loss_weight(sigma) * (denoised - z).square().flatten(1).mean(dim=1)).mean()
@@ -145,7 +145,7 @@ def test_negative_or_non_finite_weight_is_a_clear_error():
 def test_residual_weight_without_a_pde_is_a_clear_error(data):
     teacher = tiny_teacher(None, data, residual_weight=1.0)
     with pytest.raises(RuntimeError, match="attach_pde"):
-        teacher._loss(data[:4], seeded(0))
+        teacher.loss(data[:4], seeded(0))
 
 
 # --- training ----------------------------------------------------------------------------------------
@@ -168,7 +168,7 @@ def train(teacher: DiffusionTeacher, data: Tensor, steps: int = 40, batch_size: 
     optimizer = torch.optim.Adam(teacher.parameters(), lr=2e-3)
     for step in range(steps):
         batch = data[torch.randperm(len(data), generator=seeded(100 + step))[:batch_size]]
-        loss = teacher._loss(batch, seeded(step))
+        loss = teacher.loss(batch, seeded(step))
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()

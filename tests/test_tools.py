@@ -125,7 +125,7 @@ def test_bench_pid_times_each_backbones_teacher_with_its_own_configs_sampler(mon
     assert configs.keys() == bench.TEACHER_STEPS.keys()
     for backbone, config in configs.items():
         model = yaml.safe_load((ROOT / "lightning_configs" / config).read_text())["model"]["init_args"]
-        assert (model["sampler"], model["num_steps"]) == ("heun", bench.TEACHER_STEPS[backbone]), backbone
+        assert (model["sampler"], model["num_steps"]) == ("Heun", bench.TEACHER_STEPS[backbone]), backbone
 
 
 def test_pid_ablation_writes_one_row_per_problem_scheme_and_grid(teacher_checkpoint, workdir, monkeypatch,

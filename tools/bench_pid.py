@@ -20,6 +20,7 @@ import copy
 import torch
 
 from pdegen.benchmarking import BACKBONES, add_bench_options, items_per_second, parse_bench_args
+from pdegen.diffusion import Euler
 from pdegen.modules import DiffusionTeacher, PIDStudent
 from pdegen.pdes import Darcy
 
@@ -44,7 +45,7 @@ def training_rates(teacher: DiffusionTeacher, student: PIDStudent, batch: torch.
 
         def step(module=module, optimizer=optimizer) -> None:
             optimizer.zero_grad(set_to_none=True)
-            module._loss(batch).backward()
+            module.loss(batch).backward()
             optimizer.step()
 
         rates.append(items_per_second(step, len(batch), steps, cuda=batch.is_cuda))
@@ -54,7 +55,7 @@ def training_rates(teacher: DiffusionTeacher, student: PIDStudent, batch: torch.
 def sampling_rates(teacher: DiffusionTeacher, student: PIDStudent, batch_size: int, repeats: int) -> list[float]:
     cuda = teacher.device.type == "cuda"
     draws = [lambda: teacher.sample(batch_size, batch_size=batch_size),
-             lambda: student.reference_sample(batch_size, sampler="euler", batch_size=batch_size),
+             lambda: student.reference_sample(batch_size, sampler=Euler(), batch_size=batch_size),
              lambda: student.sample(batch_size, batch_size=batch_size)]
     return [items_per_second(draw, batch_size, repeats, warmup=1, cuda=cuda) for draw in draws]
 

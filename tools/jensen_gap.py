@@ -42,7 +42,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import torch  # noqa: E402
 from torch import Tensor  # noqa: E402
 
-from pdegen.diffusion import GaussianMixtureDenoiser, MixturePosterior, karras_sigmas, sample  # noqa: E402
+from pdegen.diffusion import GaussianMixtureDenoiser, Heun, MixturePosterior, karras_sigmas  # noqa: E402
 from pdegen.io import write_text_atomic  # noqa: E402
 from pdegen.plotting import save_figure  # noqa: E402
 
@@ -123,8 +123,9 @@ def residual_statistics(constraint: Constraint, posterior: MixturePosterior) -> 
 def trajectories(gmm: GaussianMixtureDenoiser, noise: Tensor, num_steps: int) -> tuple[Tensor, Tensor]:
     """σ levels (S,) from 80 to 0.002 and the Heun PF-ODE states (S, B, 2) from x_T = 80 ε."""
     sigmas = karras_sigmas(num_steps, SIGMA_MIN, SIGMA_MAX, append_zero=False)
-    _, states = sample(gmm, SIGMA_MAX * noise, sigmas, sampler="heun", return_trajectory=True)
-    return sigmas, states
+    states = [SIGMA_MAX * noise.double()]
+    Heun()(gmm, states[0], sigmas, callback=lambda step: states.append(step["x"]))
+    return sigmas, torch.stack(states)
 
 
 @contextmanager

@@ -30,10 +30,10 @@ import torch
 from torch.utils.data import DataLoader, TensorDataset
 
 from pdegen.callbacks import EMAWeightAveraging
-from pdegen.diffusion import GaussianMixtureDenoiser, pid_grid, sample
+from pdegen.diffusion import Euler, GaussianMixtureDenoiser, Heun, pid_grid
 from pdegen.io import write_text_atomic
 from pdegen.metrics import PDEResidualNorm
-from pdegen.modules import PIDStudent, load_teacher
+from pdegen.modules import FrozenTeacher, PIDStudent
 from pdegen.nets import NoiseConditionedMLP
 
 
@@ -68,14 +68,14 @@ def mixture_rows(args: argparse.Namespace) -> list[dict]:
     rows = []
     for n in args.mixture_points:
         grid = pid_grid(n)
-        euler, heun = (sample(gmm, z, grid, sampler=s) for s in ("euler", "heun"))
+        euler, heun = (s(gmm, z, grid) for s in (Euler(), Heun()))
         for scheme in args.schemes:
             torch.manual_seed(0)
             student = PIDStudent(gmm, net=NoiseConditionedMLP(2, width=128, depth=3), num_points=n, scheme=scheme,
                                  optimizer=partial(torch.optim.RAdam, lr=args.mixture_lr))
             seconds = train(student, args.mixture_steps, (args.mixture_batch, 2), args.ema_decay)
             with torch.no_grad():
-                one_step = student.eval().generate_normalized(eps)
+                one_step = student.eval().generate(eps)
             rows.append({"problem": "mixture", "scheme": scheme, "N": n, "student_error": rmse(one_step, exact),
                          "euler_error": rmse(euler, exact), "heun_error": rmse(heun, exact),
                          "student_vs_euler": rmse(one_step, euler), "train_seconds": seconds})
@@ -84,14 +84,14 @@ def mixture_rows(args: argparse.Namespace) -> list[dict]:
 
 
 def darcy_rows(args: argparse.Namespace) -> list[dict]:
-    teacher = load_teacher(args.darcy_teacher)
+    teacher = FrozenTeacher.load(args.darcy_teacher)
     device = "cuda" if torch.cuda.is_available() else "cpu"
     teacher.to(device)
     pde = teacher.pde
     eps = torch.randn(args.eval_samples_darcy, *pde.sample_shape, dtype=torch.float64,
                       generator=torch.Generator().manual_seed(1)).to(device)
     with torch.no_grad():
-        reference = sample(teacher.denoiser, 80.0 * eps, pid_grid(args.reference_points), sampler="heun")
+        reference = Heun()(teacher.denoiser, 80.0 * eps, pid_grid(args.reference_points))
     rows = []
     for n in args.darcy_points:
         euler = None
@@ -101,9 +101,9 @@ def darcy_rows(args: argparse.Namespace) -> list[dict]:
             seconds = train(student, args.darcy_steps, (args.darcy_batch, *pde.sample_shape), args.ema_decay)
             student.to(device).eval()
             with torch.no_grad():
-                one_step = student.generate_normalized(eps)
+                one_step = student.generate(eps)
                 if euler is None:
-                    euler = student.reference_generate(eps, "euler")
+                    euler = student.reference_generate(eps, Euler())
             residual = PDEResidualNorm(pde).to(device)
             residual.update(student.normalizer.decode(one_step))
             rows.append({"problem": "darcy", "scheme": scheme, "N": n, "student_error": rmse(one_step, reference),

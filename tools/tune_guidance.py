@@ -100,7 +100,7 @@ def tune(teacher: str, data: dict[str, Any], out: Path, num_samples: int = 8, nu
     """Run :func:`search` for the teacher checkpoint ``teacher`` on the config's validation split; write ``out``."""
     from pdegen.io import write_text_atomic
     from pdegen.modules import DiffusionTeacher
-    from pdegen.modules.generator import load_module
+    from pdegen.modules.checkpoints import load_module
 
     model = load_module(DiffusionTeacher, teacher)
     result = search(model, validation_samples(data, num_samples), observation_weights, pde_weights, num_steps)

@@ -52,8 +52,8 @@ def feature_extractor(features: str | nn.Module, inception_weights: str | None =
             f"feature extractor checkpoint {features!r} not found: train one with `pdegen fit --config "
             "lightning_configs/features/<family>.yaml`, or give features: inception (with inception_weights) or a "
             "module by class_path")
+    from pdegen.modules.checkpoints import load_module
     from pdegen.modules.features import FeatureSurrogate
-    from pdegen.modules.generator import load_module
 
     return load_module(FeatureSurrogate, path)
 

@@ -16,6 +16,7 @@ from torch import Tensor
 from pdegen.benchmarking import best_time
 from pdegen.callbacks.heldout import HeldOutEvaluation, last_plane, progress_shown, publish_figure, results_dir
 from pdegen.callbacks.provenance import provenance
+from pdegen.diffusion import Euler, Heun, Sampler
 from pdegen.io import write_text_atomic
 from pdegen.metrics import MarginalWasserstein, MomentErrors, PDEResidualNorm
 from pdegen.plotting import sample_figure
@@ -68,12 +69,12 @@ class PDEResidualCallback(HeldOutEvaluation):
       configured sampler and steps (``{stage}/teacher/...``: what a user of the teacher gets), its NFE and
       time at the same batch size in this process, and the speed-up ``teacher/speedup`` (teacher time /
       module time);
-    - for a distilled student (a module with ``reference_sample``), the teacher's *grid-matched* samples
-      from the same noise with each of ``teacher_samplers`` on the student's distillation grid
-      (``{stage}/teacher_<sampler>/...``, NFE and time): how faithfully the student reproduces what it
-      distilled, with ``teacher_<sampler>/gap_rmse``, the mean over samples of the RMS difference between
-      student and teacher sample in normalised units (per-channel std); never a speed-up. The teacher's
-      samples are computed once per run (the teacher is frozen) and reused;
+    - for a distilled student (a module with ``distillation_sigmas``), the teacher's *grid-matched* samples
+      from the same noise with each of ``teacher_samplers`` (default Euler and Heun) on the student's
+      distillation grid (``{stage}/teacher_<sampler name>/...``, NFE and time): how faithfully the student
+      reproduces what it distilled, with ``teacher_<sampler>/gap_rmse``, the mean over samples of the RMS
+      difference between student and teacher sample in normalised units (per-channel std); never a speed-up.
+      The teacher's samples are computed once per run (the teacher is frozen) and reused;
     - a figure of samples and residual maps (for 3-D grids, of the last plane, e.g. the final state):
       an image for W&B/TensorBoard, else a PNG in ``output_dir``.
 
@@ -85,7 +86,7 @@ class PDEResidualCallback(HeldOutEvaluation):
 
     def __init__(self, num_samples: int = 64, every_n_epochs: int = 1, seed: int = 0, num_figure_samples: int = 4,
                  output_dir: str | None = None, log_images: bool = True, teacher: bool = True,
-                 teacher_samplers: list[str] = ["euler", "heun"]) -> None:
+                 teacher_samplers: list[Sampler] | None = None) -> None:
         if num_samples < 2:
             raise ValueError(f"num_samples must be at least 2 for ensemble statistics, got {num_samples}")
         super().__init__(every_n_epochs)
@@ -95,7 +96,7 @@ class PDEResidualCallback(HeldOutEvaluation):
         self.output_dir = output_dir
         self.log_images = log_images
         self.teacher = teacher
-        self.teacher_samplers = list(teacher_samplers)
+        self.teacher_samplers = [Euler(), Heun()] if teacher_samplers is None else list(teacher_samplers)
         self._references: dict[tuple, tuple[Tensor, float]] = {}
         self._state: _StageState | None = None
         self.last_results: dict[str, float] = {}
@@ -105,18 +106,18 @@ class PDEResidualCallback(HeldOutEvaluation):
             raise RuntimeError("PDEResidualCallback needs a generator module with a PDE attached "
                                "(a DataModule that has `pde`, or a pdegen checkpoint)")
         sides = ["gen", "gt", *(["teacher"] if self._own_teacher(pl_module) else []),
-                 *(f"teacher_{name}" for name in self._samplers_for(pl_module))]
+                 *(f"teacher_{sampler.name}" for sampler in self._samplers_for(pl_module))]
         self._state = _StageState(pl_module.pde, pl_module.device, self.num_figure_samples, sides)
 
     def add_reference(self, batch: Tensor) -> None:
         self._state.add_reference(batch, self.num_samples)
 
     # ------------------------------------------------------------------ evaluation
-    def _samplers_for(self, pl_module: L.LightningModule) -> list[str]:
-        return self.teacher_samplers if hasattr(pl_module, "reference_sample") else []
+    def _samplers_for(self, pl_module: L.LightningModule) -> list[Sampler]:
+        return self.teacher_samplers if getattr(pl_module, "distillation_sigmas", None) is not None else []
 
     def _own_teacher(self, pl_module: L.LightningModule) -> bool:
-        return self.teacher and getattr(pl_module, "is_diffusion_teacher", False)
+        return self.teacher and getattr(pl_module, "teacher", None) is not None
 
     @staticmethod
     def _timed(pl_module: L.LightningModule, draw, label: str) -> tuple[Tensor, float]:
@@ -125,10 +126,11 @@ class PDEResidualCallback(HeldOutEvaluation):
             seconds, _, samples = best_time(draw, sync=pl_module.device.type == "cuda")
         return samples, seconds
 
-    def _teacher_samples(self, pl_module: L.LightningModule, sampler: str | None, seed: int) -> tuple[Tensor, float]:
+    def _teacher_samples(self, pl_module: L.LightningModule, sampler: Sampler | None,
+                         seed: int) -> tuple[Tensor, float]:
         """The teacher's samples from the noise of ``seed`` and their seconds: with its own sampler (``None``)
         or with ``sampler`` on the student's grid."""
-        key = (sampler, self.num_samples, seed, str(pl_module.device))
+        key = (repr(sampler), self.num_samples, seed, str(pl_module.device))
         if key not in self._references:
             generator = torch.Generator(device=pl_module.device).manual_seed(seed)
             if sampler is None:
@@ -136,7 +138,7 @@ class PDEResidualCallback(HeldOutEvaluation):
             else:
                 draw = functools.partial(pl_module.reference_sample, self.num_samples, generator=generator,
                                          sampler=sampler)
-            side = f"teacher_{sampler}" if sampler else "teacher"
+            side = f"teacher_{sampler.name}" if sampler else "teacher"
             self._references[key] = self._timed(pl_module, draw, f"{side_label(side)} samples")
         return self._references[key]
 
@@ -155,7 +157,7 @@ class PDEResidualCallback(HeldOutEvaluation):
                         "teacher/speedup": teacher_seconds / seconds}
         generated_normalized = pl_module.normalizer.encode(generated)
         for sampler in self._samplers_for(pl_module):
-            side = f"teacher_{sampler}"
+            side = f"teacher_{sampler.name}"
             sets[side], teacher_seconds = self._teacher_samples(pl_module, sampler, seed)
             normalized_gap = generated_normalized - pl_module.normalizer.encode(sets[side])
             results |= {f"{side}/nfe": float(pl_module.reference_nfe(sampler)),

@@ -13,14 +13,13 @@ from .edm import (
     lognormal_sigma_levels,
 )
 from .gaussian import GaussianDenoiser, GaussianMixtureDenoiser, MixturePosterior
-from .guidance import OPTIMIZERS, NoiseOptimization, guided_sample, optimize_noise, project_to_shell
+from .guidance import OPTIMIZERS, NoiseOptimization, optimize_noise, project_to_shell
 from .pid import SCHEMES, PIDTrajectory, check_scheme, pid_grid, pid_loss, pid_prediction
-from .samplers import SAMPLERS, euler_sample, heun_sample, karras_sigmas, sample, sampler_nfe
+from .samplers import Euler, Guidance, Heun, Sampler, StepCallback, as_sampler, karras_sigmas
 
 __all__ = [
     "OPTIMIZERS",
     "NoiseOptimization",
-    "guided_sample",
     "optimize_noise",
     "project_to_shell",
     "DISTANCES",
@@ -36,7 +35,12 @@ __all__ = [
     "pid_grid",
     "pid_loss",
     "pid_prediction",
-    "SAMPLERS",
+    "Euler",
+    "Guidance",
+    "Heun",
+    "Sampler",
+    "as_sampler",
+    "StepCallback",
     "Denoiser",
     "EDMCoefficients",
     "EDMPreconditioner",
@@ -44,10 +48,6 @@ __all__ = [
     "edm_coefficients",
     "edm_loss",
     "edm_loss_weight",
-    "euler_sample",
-    "heun_sample",
     "karras_sigmas",
     "lognormal_sigma_levels",
-    "sample",
-    "sampler_nfe",
 ]

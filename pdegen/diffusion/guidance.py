@@ -1,11 +1,8 @@
 """Steering a diffusion model at sampling time: gradient guidance through the posterior-mean
 (Tweedie) estimate, and optimisation of the initial noise through a differentiable generator.
 
-- :func:`guided_sample` is DiffusionPDE's sampler (Huang et al. 2024): after each Heun step from
-  x_i to x_{i+1}, subtract the gradient with respect to x_i of a loss of the posterior-mean
-  estimate x̂0 = D(x_i, σ_i). The loss (observation misfit, PDE residual) is evaluated on x̂0,
-  not on the final sample: the constraint is put on E[x0 | x_i], whence Jensen's gap for a
-  nonlinear residual.
+- DiffusionPDE's gradient guidance (Huang et al. 2024) is the ``guidance`` option of every
+  :class:`~pdegen.diffusion.samplers.Sampler`, not a loop of its own.
 - :func:`optimize_noise` minimises a per-sample objective of ``generate(ε)`` over ε: D-Flow
   (Ben-Hamu et al. 2024) with ``generate`` = the differentiable PF-ODE solve and L-BFGS, PIDDM's
   noise refinement and downstream tasks with ``generate`` = the one-step student and Adam.
@@ -25,43 +22,10 @@ from torch import Tensor
 
 from pdegen import progress
 
-from .edm import Denoiser
-from .samplers import _check_sigmas
-
 Objective = Callable[[Tensor], Tensor]
 """samples (B, ...) -> per-sample losses (B,)."""
 
 OPTIMIZERS = ("adam", "lbfgs")
-
-
-def guided_sample(denoiser: Denoiser, x_T: Tensor, sigmas: Tensor,
-                  guidance: Callable[[Tensor, int], Tensor], heun: bool = True) -> Tensor:
-    """Heun (or Euler) PF-ODE sampling with DiffusionPDE's gradient guidance, in float64.
-
-    At step i: x̂0 = D(x_i, σ_i); x_{i+1} = the Heun step from x_i; then
-    x_{i+1} ← x_{i+1} − ∇_{x_i} Σ_b guidance(x̂0, i)_b, the gradient flowing through the denoiser.
-    ``guidance(x̂0, i)`` returns per-sample losses ``(B,)`` with their weights for step i
-    already applied (so the caller sets the schedule). Network evaluations: those of the
-    sampler, each first one with a backward pass.
-    """
-    sigmas = torch.as_tensor(sigmas, dtype=torch.float64, device=x_T.device)
-    _check_sigmas(sigmas)
-    x = x_T.detach().to(torch.float64)
-    for i, (sigma, sigma_next) in enumerate(zip(sigmas[:-1], sigmas[1:])):
-        progress.note(f"guided step {i + 1}/{len(sigmas) - 1}")
-        x = x.detach().requires_grad_(True)
-        with torch.enable_grad():
-            denoised = denoiser(x, sigma)
-            loss = guidance(denoised, i).sum()
-            gradient = torch.autograd.grad(loss, x)[0] if loss.requires_grad else torch.zeros_like(x)
-        with torch.no_grad():
-            d = (x - denoised) / sigma
-            x_next = x + (sigma_next - sigma) * d
-            if heun and sigma_next > 0:
-                d_next = (x_next - denoiser(x_next, sigma_next)) / sigma_next
-                x_next = x + (sigma_next - sigma) * (d + d_next) / 2
-            x = x_next - gradient
-    return x.detach()
 
 
 class NoiseOptimization(NamedTuple):

@@ -4,13 +4,20 @@ The PF-ODE in the EDM parametrisation (s(t) = 1, σ(t) = t) is
 
     dx/dσ = (x − D(x, σ)) / σ,
 
-integrated from sigmas[0] down to sigmas[-1]. The samplers run in float64; the network
-inside D may run in lower precision (see :class:`~pdegen.diffusion.edm.EDMPreconditioner`).
+integrated from sigmas[0] down to sigmas[-1]. A sampler is an object (chosen in YAML by
+``class_path``) with one call signature, ``sampler(denoiser, x, sigmas, guidance=None,
+callback=None, enable_grad=False)``, and :meth:`Sampler.nfe`; a new one is a subclass that
+writes :meth:`Sampler.step` and :meth:`Sampler.step_nfe` (k-diffusion's samplers share this shape).
+Guidance (DiffusionPDE) and per-step callbacks plug into the one loop of :meth:`Sampler.__call__`.
+The samplers run in float64; the network inside D may run in lower precision (see
+:class:`~pdegen.diffusion.edm.EDMPreconditioner`).
 """
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from collections.abc import Callable
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -62,96 +69,114 @@ def _check_sigmas(sigmas: Tensor) -> None:
         raise ValueError(f"sigmas must be strictly decreasing, got {s.tolist()}")
 
 
-def _integrate(
-    denoiser: Denoiser,
-    x_T: Tensor,
-    sigmas: Tensor,
-    heun: bool,
-    return_trajectory: bool,
-    enable_grad: bool,
-) -> Tensor | tuple[Tensor, Tensor]:
-    """Shared Euler/Heun loop (EDM Algorithm 1 with S_churn = 0)."""
-    sigmas = torch.as_tensor(sigmas, dtype=torch.float64, device=x_T.device)
-    _check_sigmas(sigmas)
-    with torch.set_grad_enabled(enable_grad):
-        x = x_T.to(torch.float64)
-        trajectory = [x]
-        correct = [heun and s > 0 for s in sigmas[1:].tolist()]  # one host sync, not one a step
-        for i, (sigma, sigma_next, heun_step) in enumerate(zip(sigmas[:-1], sigmas[1:], correct, strict=True)):
-            progress.note(f"step {i + 1}/{len(correct)}")
-            d = (x - denoiser(x, sigma)) / sigma
-            x_next = x + (sigma_next - sigma) * d
-            if heun_step:
-                d_next = (x_next - denoiser(x_next, sigma_next)) / sigma_next
-                x_next = x + (sigma_next - sigma) * (d + d_next) / 2
-            x = x_next
-            if return_trajectory:
-                trajectory.append(x)
-    if return_trajectory:
-        return x, torch.stack(trajectory)
-    return x
+Guidance = Callable[[Tensor, int], Tensor]
+"""``guidance(denoised, i) -> (B,)``: per-sample losses of the posterior-mean estimate x̂0 = D(x_i, σ_i) at step
+``i``, their weights for that step applied; the sampler subtracts their gradient with respect to x_i."""
+
+StepCallback = Callable[[dict[str, Any]], None]
+"""``callback({"i", "x", "sigma", "sigma_next", "denoised"})`` after each step (``x`` is the new state)."""
 
 
-def euler_sample(
-    denoiser: Denoiser,
-    x_T: Tensor,
-    sigmas: Tensor,
-    return_trajectory: bool = False,
-    enable_grad: bool = False,
-) -> Tensor | tuple[Tensor, Tensor]:
-    """Explicit Euler on the PF-ODE: x_{i+1} = x_i + (σ_{i+1} − σ_i)(x_i − D(x_i, σ_i))/σ_i.
+class Sampler(ABC):
+    """A deterministic PF-ODE solver from ``sigmas[0]`` to ``sigmas[-1]`` (EDM Algorithm 1, S_churn = 0).
 
-    ``x_T`` is the state at sigmas[0] (for sampling from the prior: σ_max ε, ε ~ N(0, I)); it is
-    cast to float64 and the result is float64. Runs without autograd unless ``enable_grad``.
-    With ``return_trajectory`` returns (final, states) with states of shape
-    (len(sigmas), B, ...) starting at x_T. First order; len(sigmas) − 1 network evaluations.
+    Call it as ``sampler(denoiser, x, sigmas)``: ``x`` is the state at sigmas[0] (from the prior: σ_max ε,
+    ε ~ N(0, I)), cast to float64; the result is float64. Runs without autograd unless ``enable_grad``.
+
+    - ``guidance``: DiffusionPDE's gradient guidance (Huang et al. 2024): after each step from x_i,
+      x_{i+1} ← x_{i+1} − ∇_{x_i} Σ_b guidance(x̂0, i)_b with x̂0 = D(x_i, σ_i), the gradient flowing
+      through the denoiser (one backward pass per step; the evaluation count is unchanged). A loss on x̂0
+      constrains E[x0 | x_i], not the sample: Jensen's gap for a nonlinear residual.
+    - ``callback``: called after every step with ``{"i", "x", "sigma", "sigma_next", "denoised"}``.
+
+    One host synchronisation per call (to read where the schedule ends at 0), none per step.
     """
-    return _integrate(denoiser, x_T, sigmas, False, return_trajectory, enable_grad)
+
+    name: str = "sampler"
+    """A short name for metric keys and reports (``teacher_<name>/...``)."""
+
+    @abstractmethod
+    def step(self, denoiser: Denoiser, x: Tensor, denoised: Tensor, sigma: Tensor, sigma_next: Tensor,
+             to_zero: bool) -> Tensor:
+        """x_{i+1} from x_i and its denoised estimate D(x_i, σ_i); ``to_zero`` when σ_{i+1} = 0."""
+
+    @abstractmethod
+    def step_nfe(self, to_zero: bool) -> int:
+        """Network evaluations of one step, D(x_i, σ_i) included."""
+
+    def nfe(self, num_steps: int, ends_at_zero: bool = True) -> int:
+        """Network evaluations for ``num_steps`` steps (len(sigmas) − 1), the last one to σ = 0 if ``ends_at_zero``."""
+        if int(num_steps) != num_steps or num_steps < 1:
+            raise ValueError(f"num_steps must be an integer >= 1, got {num_steps}")
+        return (num_steps - 1) * self.step_nfe(False) + self.step_nfe(ends_at_zero)
+
+    def __call__(self, denoiser: Denoiser, x: Tensor, sigmas: Tensor, guidance: Guidance | None = None,
+                 callback: StepCallback | None = None, enable_grad: bool = False) -> Tensor:
+        sigmas = torch.as_tensor(sigmas, dtype=torch.float64, device=x.device)
+        _check_sigmas(sigmas)
+        to_zero = [s == 0 for s in sigmas[1:].tolist()]  # one host sync, not one a step
+        x = x.to(torch.float64)
+        if guidance is not None:
+            x = x.detach()
+        for i, (sigma, sigma_next) in enumerate(zip(sigmas[:-1], sigmas[1:])):
+            progress.note(f"step {i + 1}/{len(to_zero)}")
+            gradient = None
+            if guidance is not None:
+                x = x.detach().requires_grad_(True)
+                with torch.enable_grad():
+                    denoised = denoiser(x, sigma)
+                    loss = guidance(denoised, i).sum()
+                    gradient = torch.autograd.grad(loss, x)[0] if loss.requires_grad else None
+                x, denoised = x.detach(), denoised.detach()
+            with torch.set_grad_enabled(enable_grad and guidance is None):
+                if guidance is None:
+                    denoised = denoiser(x, sigma)
+                x_next = self.step(denoiser, x, denoised, sigma, sigma_next, to_zero[i])
+            x = x_next if gradient is None else x_next - gradient
+            if callback is not None:
+                callback({"i": i, "x": x, "sigma": sigma, "sigma_next": sigma_next, "denoised": denoised})
+        return x
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}()"
 
 
-def heun_sample(
-    denoiser: Denoiser,
-    x_T: Tensor,
-    sigmas: Tensor,
-    return_trajectory: bool = False,
-    enable_grad: bool = False,
-) -> Tensor | tuple[Tensor, Tensor]:
-    """Heun's 2nd-order method on the PF-ODE (EDM Algorithm 1, S_churn = 0): an Euler
-    predictor, then x_{i+1} = x_i + (σ_{i+1} − σ_i)(d_i + d'_{i+1})/2, except for a step to
-    σ = 0, which stays Euler. Same arguments and return as :func:`euler_sample`."""
-    return _integrate(denoiser, x_T, sigmas, True, return_trajectory, enable_grad)
+class Euler(Sampler):
+    """Explicit Euler: x_{i+1} = x_i + (σ_{i+1} − σ_i)(x_i − D(x_i, σ_i))/σ_i. First order; one evaluation a step."""
+
+    name = "euler"
+
+    def step(self, denoiser, x, denoised, sigma, sigma_next, to_zero):
+        return x + (sigma_next - sigma) * (x - denoised) / sigma
+
+    def step_nfe(self, to_zero: bool) -> int:
+        return 1
 
 
-Sampler = Callable[..., "Tensor | tuple[Tensor, Tensor]"]
-SAMPLERS: dict[str, Sampler] = {"euler": euler_sample, "heun": heun_sample}
+class Heun(Sampler):
+    """Heun's second-order method: an Euler predictor, then x_{i+1} = x_i + (σ_{i+1} − σ_i)(d_i + d'_{i+1})/2,
+    except for a step to σ = 0, which stays Euler (and lands on D(x_i, σ_i)). 2N − 1 evaluations for N steps
+    ending at 0, else 2N."""
+
+    name = "heun"
+
+    def step(self, denoiser, x, denoised, sigma, sigma_next, to_zero):
+        d = (x - denoised) / sigma
+        x_next = x + (sigma_next - sigma) * d
+        if to_zero:
+            return x_next
+        d_next = (x_next - denoiser(x_next, sigma_next)) / sigma_next
+        return x + (sigma_next - sigma) * (d + d_next) / 2
+
+    def step_nfe(self, to_zero: bool) -> int:
+        return 1 if to_zero else 2
 
 
-def _lookup(name: str) -> Sampler:
-    if name not in SAMPLERS:
-        raise ValueError(f"unknown sampler {name!r}; choose one of {sorted(SAMPLERS)}")
-    return SAMPLERS[name]
-
-
-def sample(
-    denoiser: Denoiser,
-    x_T: Tensor,
-    sigmas: Tensor,
-    sampler: str = "heun",
-    return_trajectory: bool = False,
-    enable_grad: bool = False,
-) -> Tensor | tuple[Tensor, Tensor]:
-    """Run the sampler named ``sampler`` (a key of :data:`SAMPLERS`)."""
-    return _lookup(sampler)(
-        denoiser, x_T, sigmas, return_trajectory=return_trajectory, enable_grad=enable_grad
-    )
-
-
-def sampler_nfe(name: str, num_steps: int, ends_at_zero: bool = True) -> int:
-    """Network evaluations for ``num_steps`` integration steps (len(sigmas) − 1):
-    Euler N; Heun 2N − 1 when the last step goes to σ = 0 (Euler there), else 2N."""
-    _lookup(name)
-    if num_steps < 1:
-        raise ValueError(f"num_steps must be >= 1, got {num_steps}")
-    if name == "euler":
-        return num_steps
-    return 2 * num_steps - int(ends_at_zero)
+def as_sampler(value: Sampler | None, default: type[Sampler], label: str) -> Sampler:
+    """``value``, or a ``default()`` for ``None``; anything else (e.g. a name) is refused, naming ``label``."""
+    if value is None:
+        return default()
+    if not isinstance(value, Sampler):
+        raise TypeError(f"{label} must be a pdegen.diffusion.Sampler (in YAML `{label}: Heun` or `Euler`; in Python "
+                        f"pdegen.diffusion.Heun()), got {value!r}")
+    return value

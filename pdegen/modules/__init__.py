@@ -1,8 +1,9 @@
 """LightningModules: thin shells wiring PDEs, diffusion, nets and metrics into train/val/test steps."""
 
+from .checkpoints import load_module, save_init_arguments
 from .features import FeatureSurrogate
-from .frozen_teacher import TeacherMixin, load_teacher
-from .generator import FieldModuleMixin, GeneratorMixin
+from .frozen_teacher import FrozenTeacher
+from .generator import FieldModule, GeneratorModule
 from .guided import GuidedTeacher
 from .kdpinn import KDPINNStudent
 from .pid import PIDStudent
@@ -10,5 +11,5 @@ from .piddm import PIDDMStudent
 from .pinn import PINN
 from .teacher import DiffusionTeacher
 
-__all__ = ["PINN", "DiffusionTeacher", "FeatureSurrogate", "FieldModuleMixin", "GeneratorMixin", "GuidedTeacher",
-           "KDPINNStudent", "PIDDMStudent", "PIDStudent", "TeacherMixin", "load_teacher"]
+__all__ = ["PINN", "DiffusionTeacher", "FeatureSurrogate", "FieldModule", "FrozenTeacher", "GeneratorModule",
+           "GuidedTeacher", "KDPINNStudent", "PIDDMStudent", "PIDStudent", "load_module", "save_init_arguments"]

@@ -6,12 +6,11 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-import lightning as L
 import torch
 from neuralop.models import FNO
 from torch import Tensor
 
-from pdegen.modules.generator import FieldModuleMixin
+from pdegen.modules.generator import FieldModule
 
 
 def pooled_statistics(x: Tensor, where: Tensor | None = None) -> Tensor:
@@ -35,7 +34,7 @@ def pooled_statistics(x: Tensor, where: Tensor | None = None) -> Tensor:
     return torch.cat(pooled, dim=1)
 
 
-class FeatureSurrogate(FieldModuleMixin, L.LightningModule):
+class FeatureSurrogate(FieldModule):
     """An FNO (neuraloperator) trained to complete a field from its input part (``PDE.input_mask`` M:
     Darcy's coefficient ``a`` → the whole sample, a time-dependent family's initial state → the
     trajectory), i.e. a surrogate F of the family's solution operator, whose ``forward(x) -> (B,
@@ -79,14 +78,11 @@ class FeatureSurrogate(FieldModuleMixin, L.LightningModule):
     def __init__(self, channels: int, dims: int = 2, width: int = 32, modes: int = 12, n_layers: int = 4,
                  optimizer: Callable[..., torch.optim.Optimizer] | None = None,
                  lr_scheduler: Callable[..., Any] | None = None) -> None:
-        super().__init__()
+        super().__init__(channels, optimizer or (lambda params: torch.optim.Adam(params, lr=1e-3)), lr_scheduler)
         self.save_init_arguments()
-        self.init_fields(channels)
         self.net = FNO(n_modes=(modes,) * dims, in_channels=channels, out_channels=channels, hidden_channels=width,
                        n_layers=n_layers)
         self.num_features = (2 + dims) * (width + channels)
-        self.optimizer = optimizer or (lambda params: torch.optim.Adam(params, lr=1e-3))
-        self.lr_scheduler = lr_scheduler
         self._hidden: Tensor | None = None
         self.net.projection.register_forward_pre_hook(self._keep_hidden)
 

@@ -1,84 +1,56 @@
-"""What every generating LightningModule shares: the PDE it samples, its normaliser, ``sample(n)``.
+"""The base classes of pdegen's LightningModules: :class:`FieldModule` (one PDE's fields, their normaliser and
+the optimiser) and :class:`GeneratorModule` (a module that generates samples, optionally from a frozen teacher).
 
-A generator module implements ``_loss(batch, generator)`` (the mixin runs the train/val/test steps
-on it) and ``generate_normalized(noise) -> normalised samples``, sets ``self.nfe``
-and ``self.optimizer``/``self.lr_scheduler`` (callables from the YAML); this mixin turns that into
-the contract of DESIGN.md: ``sample(n, generator=None) -> (n, C, *grid)`` in physical units, usable by every callback.
+A generator writes three things (:meth:`GeneratorModule.loss`, :meth:`GeneratorModule.generate` and
+:attr:`GeneratorModule.nfe`); the base class turns them into the train/val/test steps and the contract of
+DESIGN.md: ``sample(n, generator=None) -> (n, C, *grid)`` in physical units, usable by every callback.
 """
 
 from __future__ import annotations
 
 import inspect
-import os
-import pickle
-import warnings
+from abc import ABCMeta, abstractmethod
 from collections.abc import Callable, Sequence
 from typing import Any
 
+import lightning as L
 import torch
-from lightning.pytorch.core.mixins.hparams_mixin import _given_hyperparameters
+from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
 from torch import Tensor
 
 from pdegen import __version__, progress
+from pdegen.diffusion import Euler, Sampler
 from pdegen.metrics import reference_residual_scales, residual_loss
+from pdegen.modules.checkpoints import save_init_arguments
+from pdegen.modules.frozen_teacher import FrozenTeacher
 from pdegen.pdes import PDE, get_pde
 from pdegen.tasks import ObservationTask
 from pdegen.transforms import ChannelNormalizer
 
 
-def save_init_arguments(module: Any, frame: Any, ignore: list[str] | None = None) -> None:
-    """``save_hyperparameters`` of the ``__init__`` arguments in ``frame``, ``net`` included: under
-    LightningCLI they hold its class_path config, which is what lets ``load_from_checkpoint`` rebuild
-    the backbone. ``optimizer`` and ``lr_scheduler`` are left out: as Python callables (their defaults)
-    they would pickle classes into the checkpoint, which then no longer loads with ``weights_only``
-    (a loaded module gets the defaults; the YAML's run config keeps the ones used)."""
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=r"Attribute '\w+' is an instance of `nn.Module`")
-        module.save_hyperparameters(ignore=[*(ignore or []), "optimizer", "lr_scheduler"], frame=frame)
-
-
-TRUSTED_CHECKPOINTS = "PDEGEN_TRUSTED_CHECKPOINTS"
-
-
-def load_module(cls: type, path: str | os.PathLike) -> Any:
-    """``cls.load_from_checkpoint(path)`` on the CPU from inside another module's ``__init__``: LightningCLI
-    builds a module inside a context that hands *its* arguments to every save_hyperparameters call, so
-    the loaded module must record its own.
-
-    Loads with ``weights_only=True`` (tensors and plain containers: what pdegen checkpoints hold); a
-    file that pickles other Python objects, which could run code, is refused with an error saying so,
-    unless the environment sets ``PDEGEN_TRUSTED_CHECKPOINTS`` to the paths (``os.pathsep``-separated)
-    whose source you trust: the command-line way to load such a legacy checkpoint on purpose."""
-    token = _given_hyperparameters.set(None)
-    trusted = {os.path.realpath(p) for p in os.environ.get(TRUSTED_CHECKPOINTS, "").split(os.pathsep) if p}
-    try:
-        return cls.load_from_checkpoint(path, map_location="cpu",
-                                        weights_only=os.path.realpath(path) not in trusted)
-    except pickle.UnpicklingError as error:
-        raise pickle.UnpicklingError(
-            f"{os.fspath(path)!r} pickles Python objects beyond tensors and plain containers, which can run "
-            "arbitrary code when loaded, so it was not loaded. If you trust its source, name it in the "
-            f"environment: {TRUSTED_CHECKPOINTS}={os.fspath(path)} (or load it yourself with "
-            f"{cls.__name__}.load_from_checkpoint(path, weights_only=False)). ({error})") from error
-    finally:
-        _given_hyperparameters.reset(token)
-
-
-class FieldModuleMixin:
+class FieldModule(L.LightningModule):
     """A module of one PDE's sampled fields: the PDE (from the DataModule at ``setup``, or from its
     checkpoint), a per-channel normaliser fitted on the training split and the data's residual
-    normalisation ``residual_scales`` (both saved in the checkpoint), and ``optimizer``/``lr_scheduler``
-    callables from the YAML. Mix in before ``L.LightningModule``; call :meth:`init_fields` in ``__init__``."""
+    normalisation :attr:`residual_scales` (both saved in the checkpoint), and the ``optimizer``/``lr_scheduler``
+    callables from the YAML (``optimizer=None``: nothing to train).
 
-    residual_scales: dict[str, float] | None = None
-    """Fixed ||S||² of :func:`~pdegen.metrics.residual_loss` (the training data's, from the DataModule)."""
+    Args:
+        num_channels: the channel count of the fields (the PDE's; checked when a PDE is attached).
+    """
 
-    def save_init_arguments(self, ignore: list[str] | None = None) -> None:
-        save_init_arguments(self, inspect.currentframe().f_back, ignore)
-
-    def init_fields(self, num_channels: int) -> None:
+    def __init__(self, num_channels: int, optimizer: OptimizerCallable | None = None,
+                 lr_scheduler: LRSchedulerCallable | None = None) -> None:
+        super().__init__()
         self.normalizer = ChannelNormalizer(num_channels)
         self.pde: PDE | None = None
+        self.residual_scales: dict[str, float] | None = None
+        """Fixed ||S||² of :func:`~pdegen.metrics.residual_loss` (the training data's, from the DataModule)."""
+        self.optimizer = optimizer
+        self.lr_scheduler = lr_scheduler
+
+    def save_init_arguments(self, ignore: list[str] | None = None) -> None:
+        """``save_hyperparameters`` of the calling ``__init__``'s arguments (see :mod:`pdegen.modules.checkpoints`)."""
+        save_init_arguments(self, inspect.currentframe().f_back, ignore)
 
     def attach_pde(self, pde: PDE, source: str = "the data") -> None:
         """Take this PDE's layout; the network's channel count must match it, and a module that already has
@@ -125,30 +97,72 @@ class FieldModuleMixin:
 
     def configure_optimizers(self) -> Any:
         """``optimizer`` (and ``lr_scheduler``) callables from the YAML, over the trainable parameters only."""
+        if self.optimizer is None:
+            raise RuntimeError(f"{type(self).__name__} has nothing to train: evaluate it with `pdegen test`")
         optimizer = self.optimizer([p for p in self.parameters() if p.requires_grad])
         if self.lr_scheduler is None:
             return optimizer
         return {"optimizer": optimizer, "lr_scheduler": self.lr_scheduler(optimizer)}
 
 
-class GeneratorMixin(FieldModuleMixin):
-    """A :class:`FieldModuleMixin` that generates samples; call :meth:`init_generator` in ``__init__``."""
+class GeneratorModule(FieldModule, metaclass=ABCMeta):
+    """A :class:`FieldModule` that generates samples. A subclass writes:
 
-    nfe: int
-    """Network evaluations per sample."""
+    - :meth:`loss` (``batch, generator -> scalar``): the training (and val/test) loss;
+    - :meth:`generate` (``noise -> normalised samples``): one batch of samples from standard-normal noise;
+    - :attr:`nfe`: network evaluations per sample of :meth:`generate`.
 
-    init_generator = FieldModuleMixin.init_fields
+    A student passes the :class:`~pdegen.modules.FrozenTeacher` it holds as ``teacher``: the student then
+    takes the teacher's normaliser, residual normalisation and PDE, refuses data of another PDE, and gains
+    :meth:`teacher_sample` (the teacher with its own sampler and steps, what every speed-up divides) and,
+    when it declares :attr:`distillation_sigmas`, :meth:`reference_sample` (the teacher on the student's grid).
 
-    def generate_normalized(self, noise: Tensor) -> Tensor:
-        raise NotImplementedError
-
-    # ------------------------------------------------------------------ training
-    def _loss(self, batch: Tensor, generator: torch.Generator | None = None) -> Tensor:
-        """The module's scalar training loss on a physical-unit batch; ``generator`` fixes its draws."""
-        raise NotImplementedError
+    Args:
+        num_channels: the channel count of the samples.
+        teacher: the frozen teacher a student distils (``None`` for a module that is not a student).
+        sample_batch_size: samples per network batch in :meth:`sample`.
+    """
 
     requires_residual_scales = False
     """True for modules whose residual objective must not fall back to each sample's own scale."""
+
+    def __init__(self, num_channels: int, teacher: FrozenTeacher | None = None, sample_batch_size: int = 64,
+                 optimizer: OptimizerCallable | None = None, lr_scheduler: LRSchedulerCallable | None = None) -> None:
+        super().__init__(num_channels, optimizer, lr_scheduler)
+        if int(sample_batch_size) != sample_batch_size or sample_batch_size < 1:
+            raise ValueError(f"sample_batch_size must be an integer >= 1, got {sample_batch_size}")
+        self.sample_batch_size = int(sample_batch_size)
+        self.seed = 0
+        """The run's seed (``seed_everything``'s, the same on every rank), set when fitting starts."""
+        self.teacher = teacher
+        if teacher is not None and teacher.normalizer is not None:
+            self.normalizer.load_state_dict(teacher.normalizer.state_dict())
+            self.residual_scales = teacher.residual_scales
+            if teacher.pde is not None:
+                self.attach_pde(teacher.pde)
+
+    # ------------------------------------------------------------------ what a generator writes
+    @abstractmethod
+    def loss(self, batch: Tensor, generator: torch.Generator | None = None) -> Tensor:
+        """The scalar training loss on a physical-unit batch; ``generator`` fixes its draws."""
+
+    @abstractmethod
+    def generate(self, noise: Tensor) -> Tensor:
+        """Normalised samples (float64) from standard-normal ``noise`` ``(B, *sample_shape)``."""
+
+    @property
+    @abstractmethod
+    def nfe(self) -> float:
+        """Network evaluations per sample of :meth:`generate`."""
+
+    # ------------------------------------------------------------------ the physics
+    def attach_pde(self, pde: PDE, source: str = "the data") -> None:
+        """As the field module's, and a student's PDE must be the one its teacher learned."""
+        teacher_pde = self.teacher.pde if self.teacher is not None else None
+        if teacher_pde is not None and (pde.name, pde.physics()) != (teacher_pde.name, teacher_pde.physics()):
+            raise ValueError(f"the data's PDE {pde!r} differs from the teacher's {teacher_pde!r}: "
+                             "set the DataModule's `pde` to the teacher's")
+        super().attach_pde(pde, source)
 
     def physics_loss(self, x: Tensor, reference: Tensor | None = None) -> Tensor:
         """Per-sample :func:`~pdegen.metrics.residual_loss` ``(B,)`` of normalised samples, decoded to
@@ -169,9 +183,10 @@ class GeneratorMixin(FieldModuleMixin):
                                "or set residual_scales = pdegen.metrics.reference_residual_scales(pde, data)")
         return residual_loss(self.pde, self.normalizer.decode(x), scales)
 
+    # ------------------------------------------------------------------ training
     def log_loss_terms(self, batch_size: int, **terms: Tensor) -> None:
         """Log each term of a loss as ``<stage>/<name>`` (train, val or test) when a trainer runs this module's
-        step (not when another module calls its loss, as GuidedTeacher does with its teacher's)."""
+        step (not when another module calls its loss)."""
         if self._trainer is None or self._current_fx_name is None:
             return
         stage = "train" if self.training else ("test" if self.trainer.testing else "val")
@@ -179,23 +194,23 @@ class GeneratorMixin(FieldModuleMixin):
                       batch_size=batch_size)
 
     def on_fit_start(self) -> None:
-        self._seed_base = torch.initial_seed()  # seed_everything's seed, the same on every rank
+        self.seed = torch.initial_seed()  # seed_everything's seed, the same on every rank
 
     def training_generator(self) -> torch.Generator:
-        """The generator of this training step's draws, seeded by (initial seed, rank, step): ranks
+        """The generator of this training step's draws, seeded by (seed, rank, step): ranks
         draw different noise (data-free students would otherwise repeat each other's work under
         DDP) and a resumed run draws what the uninterrupted one would have."""
-        seed = hash((getattr(self, "_seed_base", 0), self.global_rank, self.global_step)) % 2**63
+        seed = hash((self.seed, self.global_rank, self.global_step)) % 2**63
         return torch.Generator(device=self.device).manual_seed(seed)
 
     def training_step(self, batch: Tensor, batch_idx: int) -> Tensor:
-        loss = self._loss(batch, generator=self.training_generator())
+        loss = self.loss(batch, generator=self.training_generator())
         self.log("train/loss", loss, prog_bar=True, batch_size=batch.shape[0])
         return loss
 
     def _eval_step(self, batch: Tensor, batch_idx: int, stage: str) -> Tensor:
         """The loss with draws seeded by the batch index: a deterministic validation/test loss."""
-        loss = self._loss(batch, generator=torch.Generator(device=self.device).manual_seed(batch_idx))
+        loss = self.loss(batch, generator=torch.Generator(device=self.device).manual_seed(batch_idx))
         self.log(f"{stage}/loss", loss, prog_bar=stage == "val", batch_size=batch.shape[0], sync_dist=True)
         return loss
 
@@ -215,13 +230,13 @@ class GeneratorMixin(FieldModuleMixin):
 
     def sample(self, n: int, generator: torch.Generator | None = None, batch_size: int | None = None) -> Tensor:
         """``n`` samples ``(n, C, *grid)`` in physical units (float64); ``generator`` seeds the noise."""
-        return self.sample_with(self.generate_normalized, n, generator, batch_size)
+        return self.sample_with(self.generate, n, generator, batch_size)
 
     def sample_with(self, generate: Callable[..., Tensor], n: int, generator: torch.Generator | None = None,
                     batch_size: int | None = None, conditions: tuple[Tensor, ...] = (),
                     noise: Tensor | None = None) -> Tensor:
         """Like :meth:`sample`, with ``generate(noise, *conditions) -> normalised samples`` in place of
-        :meth:`generate_normalized`; ``conditions`` are per-sample tensors ``(n, ...)`` split into the
+        :meth:`generate`; ``conditions`` are per-sample tensors ``(n, ...)`` split into the
         same batches as the noise. The same ``generator`` seed gives the same noise whatever
         ``generate`` is, so students and their teacher can be compared sample by sample; ``noise``
         ``(n, *sample_shape)`` (standard normal) is used instead of drawing it.
@@ -231,7 +246,7 @@ class GeneratorMixin(FieldModuleMixin):
         enable them."""
         if n < 1:
             raise ValueError(f"n must be positive, got {n}")
-        batch_size = batch_size or self.hparams.get("sample_batch_size", 64)
+        batch_size = batch_size or self.sample_batch_size
         was_training = self.training
         self.eval()
         try:
@@ -254,8 +269,47 @@ class GeneratorMixin(FieldModuleMixin):
             self.train(was_training)
         return self.normalizer.decode(torch.cat(chunks).double())
 
+    # ------------------------------------------------------------------ the teacher of a student
+    def _held_teacher(self) -> FrozenTeacher:
+        if self.teacher is None:
+            raise TypeError(f"{type(self).__name__} holds no teacher")
+        return self.teacher
+
+    def teacher_sample(self, n: int, generator: torch.Generator | None = None,
+                       batch_size: int | None = None) -> Tensor:
+        """The teacher's samples with its own configured sampler and steps, from the noise :meth:`sample`
+        draws with the same ``generator`` seed: what every speed-up divides."""
+        return self.sample_with(self._held_teacher().sample, n, generator, batch_size)
+
+    @property
+    def teacher_nfe(self) -> int:
+        """Network evaluations per sample of :meth:`teacher_sample`."""
+        return self._held_teacher().nfe
+
+    @property
+    def distillation_sigmas(self) -> Tensor | None:
+        """The σ schedule a student distils (its teacher's grid-matched samples, :meth:`reference_sample`,
+        measure how faithfully it reproduces what it distilled, never its speed-up); ``None``: no such grid."""
+        return None
+
+    def reference_generate(self, noise: Tensor, sampler: Sampler | None = None) -> Tensor:
+        """The teacher's PF-ODE solved with ``sampler`` (default Euler) on :attr:`distillation_sigmas`."""
+        if self.distillation_sigmas is None:
+            raise TypeError(f"{type(self).__name__} distils no σ grid of its teacher")
+        return self._held_teacher().solve(noise, self.distillation_sigmas, sampler or Euler())
+
+    def reference_sample(self, n: int, generator: torch.Generator | None = None, sampler: Sampler | None = None,
+                         batch_size: int | None = None) -> Tensor:
+        """The teacher's grid-matched samples for the noise :meth:`sample` draws with the same ``generator`` seed."""
+        return self.sample_with(lambda noise: self.reference_generate(noise, sampler), n, generator, batch_size)
+
+    def reference_nfe(self, sampler: Sampler) -> int:
+        """Teacher network evaluations per reference sample."""
+        sigmas = self.distillation_sigmas
+        return sampler.nfe(len(sigmas) - 1, ends_at_zero=bool(sigmas[-1] == 0))
+
     # ------------------------------------------------------------------ downstream tasks
-    def generate_task_normalized(self, noise: Tensor, observed: Tensor, mask: Tensor, task: ObservationTask) -> Tensor:
+    def generate_task(self, noise: Tensor, observed: Tensor, mask: Tensor, task: ObservationTask) -> Tensor:
         """A sample agreeing with ``observed`` where ``mask`` (normalised units), from ``noise``."""
         raise NotImplementedError(f"{type(self).__name__} does not solve observation tasks; use a PIDDMStudent or a "
                                   "GuidedTeacher (method diffusionpde or dflow)")
@@ -272,18 +326,22 @@ class GeneratorMixin(FieldModuleMixin):
             raise ValueError(f"observations {tuple(observed.shape)} and mask {tuple(mask.shape)} must both be "
                              f"(n, {', '.join(map(str, self.sample_shape))})")
         encoded = self.normalizer.encode(observed.to(self.device, torch.float64))
-        return self.sample_with(lambda noise, y, m: self.generate_task_normalized(noise, y, m, task),
+        return self.sample_with(lambda noise, y, m: self.generate_task(noise, y, m, task),
                                 observed.shape[0], generator, batch_size, conditions=(encoded, mask.bool()))
 
     # ------------------------------------------------------------------ latency
     def latency_targets(self, batch_size: int) -> dict[str, Callable[[], Tensor]]:
         """What :class:`~pdegen.callbacks.LatencyCallback` times: one batch of ``batch_size`` samples
-        (fixed noise seed), drawn as :meth:`sample` draws them."""
-        return {"model": lambda: self.sample(batch_size, self._latency_seed(), batch_size=batch_size)}
+        (fixed noise seed), drawn as :meth:`sample` draws them, and a student's teacher's with its own
+        sampler and steps (:meth:`teacher_sample`) from the same noise."""
+        targets = {"model": lambda: self.sample(batch_size, self._latency_seed(), batch_size=batch_size)}
+        if self.teacher is not None:
+            targets["teacher"] = lambda: self.teacher_sample(batch_size, self._latency_seed(), batch_size=batch_size)
+        return targets
 
     def latency_nfe(self) -> dict[str, int]:
         """Network evaluations per sample of each :meth:`latency_targets` entry."""
-        return {"model": self.nfe}
+        return {"model": self.nfe} | ({"teacher": self.teacher_nfe} if self.teacher is not None else {})
 
     def _latency_seed(self) -> torch.Generator:
         return torch.Generator(device=self.device).manual_seed(0)
@@ -303,5 +361,5 @@ class GeneratorMixin(FieldModuleMixin):
         if batch.ndim == 1 and not batch.is_floating_point():
             datamodule = getattr(self.trainer, "datamodule", None)
             noise = self.indexed_noise(batch.tolist(), getattr(datamodule, "seed", 0))
-            return self.sample_with(self.generate_normalized, len(batch), noise=noise)
+            return self.sample_with(self.generate, len(batch), noise=noise)
         return self.sample(batch.shape[0], generator=torch.Generator(device=self.device).manual_seed(batch_idx))

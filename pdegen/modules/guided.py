@@ -5,19 +5,18 @@ from __future__ import annotations
 
 import os
 
-import lightning as L
 import torch
 from torch import Tensor, nn
 
-from pdegen.diffusion import guided_sample, karras_sigmas, optimize_noise, sample, sampler_nfe
-from pdegen.modules.frozen_teacher import TeacherMixin
-from pdegen.modules.generator import GeneratorMixin
+from pdegen.diffusion import Euler, Heun, optimize_noise
+from pdegen.modules.frozen_teacher import FrozenTeacher
+from pdegen.modules.generator import GeneratorModule
 from pdegen.tasks import ObservationTask, impose, misfit
 
 METHODS = ("heun", "diffusionpde", "dflow")
 
 
-class GuidedTeacher(TeacherMixin, GeneratorMixin, L.LightningModule):
+class GuidedTeacher(GeneratorModule):
     """Sample a trained :class:`~pdegen.modules.DiffusionTeacher` with one of ``METHODS``; nothing
     is trained (run ``pdegen test``). Residuals R are :func:`pdegen.metrics.residual_loss` of the
     decoded sample (squared relative residual, physical units), observations are in normalised units.
@@ -51,40 +50,40 @@ class GuidedTeacher(TeacherMixin, GeneratorMixin, L.LightningModule):
                  observation_weight: float = 1.0, pde_weight: float = 0.01, pde_start: float = 0.8,
                  dflow_steps: int = 10, dflow_iterations: int = 20, dflow_lr: float = 1.0,
                  dflow_residual_weight: float = 1e-3, sample_batch_size: int = 64) -> None:
-        super().__init__()
-        self.save_init_arguments(ignore=[] if isinstance(teacher, (str, os.PathLike)) else ["teacher"])
         if method not in METHODS:
             raise ValueError(f"unknown method {method!r}; choose one of {METHODS}")
         if not 0 <= pde_start <= 1:
             raise ValueError(f"pde_start is a fraction of the steps, in [0, 1]; got {pde_start}")
         if min(observation_weight, pde_weight, dflow_residual_weight) < 0:
             raise ValueError("guidance weights must be >= 0")
-        self.attach_teacher(teacher)
-        if not self.is_diffusion_teacher:
+        frozen = FrozenTeacher.load(teacher)
+        if frozen.normalizer is None:
             raise TypeError("GuidedTeacher needs a DiffusionTeacher (checkpoint) for its PDE and normaliser")
+        super().__init__(frozen.normalizer.num_channels, teacher=frozen, sample_batch_size=sample_batch_size)
+        self.save_init_arguments(ignore=[] if isinstance(teacher, (str, os.PathLike)) else ["teacher"])
         self.method = method
-        self.num_steps = int(num_steps or len(self.teacher.sigmas) - 1)
-        self.init_generator(num_channels=self.teacher.normalizer.num_channels)
-        self.copy_teacher_normalizer()
+        self.num_steps = int(num_steps or len(frozen.sigmas) - 1)
         self._dflow_nfe: list[int] = []
-        self.nfe = sampler_nfe("euler" if method == "dflow" else "heun",
-                               dflow_steps if method == "dflow" else self.num_steps)
+        self._nfe = Euler().nfe(dflow_steps) if method == "dflow" else Heun().nfe(self.num_steps)
 
     @property
-    def reference_sigmas(self) -> Tensor:
+    def nfe(self) -> float:
+        """Per sample; for D-Flow, the mean over the samples of the last :meth:`sample_with` call."""
+        return self._nfe
+
+    @property
+    def distillation_sigmas(self) -> Tensor:
         """The teacher's own ``num_steps``-step schedule: the unguided sampler from the same noise."""
-        return self._sigmas(self.num_steps, self.device)
+        return self.teacher.schedule(self.num_steps)
 
-    def configure_optimizers(self):
-        raise RuntimeError("GuidedTeacher has nothing to train: evaluate it with `pdegen test`")
-
-    def _loss(self, batch: Tensor, generator: torch.Generator | None = None) -> Tensor:
-        """The teacher's EDM loss (the val/test loss)."""
-        return self.teacher._loss(batch, generator)
+    def loss(self, batch: Tensor, generator: torch.Generator | None = None) -> Tensor:
+        """The teacher's EDM denoising loss (the val/test loss)."""
+        self.check_batch(batch)
+        return self.teacher.denoising_loss(self.normalizer.encode(batch.float()), generator)
 
     # ------------------------------------------------------------------ samplers
     def _sigmas(self, num_steps: int, device: torch.device) -> Tensor:
-        return karras_sigmas(num_steps, self.sigma_min, self.sigma_max, self.rho, device=device)
+        return self.teacher.schedule(num_steps).to(device)
 
     def _diffusionpde(self, noise: Tensor, observed: Tensor | None = None, mask: Tensor | None = None) -> Tensor:
         h = self.hparams
@@ -100,8 +99,8 @@ class GuidedTeacher(TeacherMixin, GeneratorMixin, L.LightningModule):
                 loss = loss + weight * ((denoised - observed) * mask).flatten(1).norm(dim=1)
             return loss
 
-        return guided_sample(self.denoiser, noise.double() * self.sigma_max, self._sigmas(self.num_steps, noise.device),
-                             guidance)
+        sigmas = self._sigmas(self.num_steps, noise.device)
+        return Heun()(self.teacher.denoiser, noise.double() * sigmas[0], sigmas, guidance=guidance)
 
     def _dflow(self, noise: Tensor, observed: Tensor | None = None, mask: Tensor | None = None,
                hard: bool = False) -> Tensor:
@@ -117,7 +116,7 @@ class GuidedTeacher(TeacherMixin, GeneratorMixin, L.LightningModule):
         sigmas = self._sigmas(h.dflow_steps, noise.device)
 
         def solve(eps: Tensor) -> Tensor:
-            x = sample(self.denoiser, eps * self.sigma_max, sigmas, sampler="euler", enable_grad=True)
+            x = Euler()(self.teacher.denoiser, eps * self.teacher.sigma_max, sigmas, enable_grad=True)
             return impose(x, observed, mask) if hard else x
 
         def objective(x: Tensor) -> Tensor:
@@ -134,24 +133,24 @@ class GuidedTeacher(TeacherMixin, GeneratorMixin, L.LightningModule):
         self._dflow_nfe = []
         samples = super().sample_with(*args, **kwargs)
         if self._dflow_nfe:
-            self.nfe = sum(self._dflow_nfe) / len(self._dflow_nfe)
+            self._nfe = sum(self._dflow_nfe) / len(self._dflow_nfe)
         return samples
 
-    def generate_normalized(self, noise: Tensor) -> Tensor:
+    def generate(self, noise: Tensor) -> Tensor:
         if self.method == "diffusionpde":
             return self._diffusionpde(noise)
         if self.method == "dflow":
             return self._dflow(noise)
-        return self.reference_generate(noise, "heun")
+        return self.reference_generate(noise, Heun())
 
-    def generate_task_normalized(self, noise: Tensor, observed: Tensor, mask: Tensor, task: ObservationTask) -> Tensor:
+    def generate_task(self, noise: Tensor, observed: Tensor, mask: Tensor, task: ObservationTask) -> Tensor:
         observed = observed.double()
         if self.method == "diffusionpde":
             x = self._diffusionpde(noise, observed, mask)
             return impose(x, observed, mask) if task.hard else x
         if self.method == "dflow":
             return self._dflow(noise, observed, mask, task.hard)
-        return super().generate_task_normalized(noise, observed, mask, task)
+        return super().generate_task(noise, observed, mask, task)
 
     def task_nfe(self, task: ObservationTask) -> int:
         if self.method == "heun":

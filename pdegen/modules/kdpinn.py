@@ -11,7 +11,7 @@ import torch
 from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
 from torch import Tensor, nn
 
-from pdegen.modules.generator import load_module, save_init_arguments
+from pdegen.modules.checkpoints import load_module, save_init_arguments
 from pdegen.modules.pinn import PINN, PhysicsInformedModule
 from pdegen.pdes.pointwise.base import sample_box
 

@@ -2,31 +2,29 @@
 
 from __future__ import annotations
 
-import copy
 import os
 from typing import Any
 
-import lightning as L
 import torch
 from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
 from torch import Tensor, nn
 
 from pdegen.diffusion import (
-    SAMPLERS,
+    Heun,
     PIDTrajectory,
+    Sampler,
+    as_sampler,
     check_scheme,
     get_distance,
     karras_sigmas,
     pid_grid,
     pid_loss,
-    sample,
-    sampler_nfe,
 )
-from pdegen.modules.frozen_teacher import TeacherMixin
-from pdegen.modules.generator import GeneratorMixin
+from pdegen.modules.frozen_teacher import FrozenTeacher
+from pdegen.modules.generator import GeneratorModule
 
 
-class PIDStudent(TeacherMixin, GeneratorMixin, L.LightningModule):
+class PIDStudent(GeneratorModule):
     """A one-step generator x_θ(z, σ_min) trained as a PINN on the frozen teacher's PF-ODE, data-free.
 
     Each step draws z ~ N(0, T² I) and a grid index i per sample and minimises the PID residual
@@ -45,7 +43,8 @@ class PIDStudent(TeacherMixin, GeneratorMixin, L.LightningModule):
         sigma_min, sigma_max, rho, sigma_data: the grid and c_in; default to the teacher's.
         sample_sigma: the time t at which samples are read off the trajectory (default σ_min: one
             step from noise to data); with ``refine_steps`` > 0, the teacher then runs that many
-            ``refine_sampler`` steps from ``sample_sigma`` to 0 (NFE 1 + the sampler's).
+            ``refine_sampler`` steps (a :class:`~pdegen.diffusion.Sampler`, default Heun) from ``sample_sigma``
+            to 0 (NFE 1 + the sampler's).
         dropout: the probability of every dropout layer of the student backbone (the paper distils
             with 0; both student evaluations of a step share their masks otherwise); ``None``
             keeps the backbone's.
@@ -56,38 +55,37 @@ class PIDStudent(TeacherMixin, GeneratorMixin, L.LightningModule):
                  scheme: str = "upwind", distance: str = "l2", distance_kwargs: dict[str, Any] | None = None,
                  sigma_min: float | None = None, sigma_max: float | None = None, rho: float | None = None,
                  sigma_data: float | None = None, sample_sigma: float | None = None, refine_steps: int = 0,
-                 refine_sampler: str = "heun", dropout: float | None = 0.0, sample_batch_size: int = 64,
+                 refine_sampler: Sampler | None = None, dropout: float | None = 0.0, sample_batch_size: int = 64,
                  optimizer: OptimizerCallable = torch.optim.RAdam,
                  lr_scheduler: LRSchedulerCallable | None = None) -> None:
-        super().__init__()
-        ignore = [] if isinstance(teacher, (str, os.PathLike)) else ["teacher"]
-        self.save_init_arguments(ignore=ignore)
-        self.attach_teacher(teacher, sigma_min, sigma_max, rho, sigma_data)
+        frozen = FrozenTeacher.load(teacher)
+        backbone = net if net is not None else frozen.copy_net()
+        super().__init__(backbone.channels, teacher=frozen, sample_batch_size=sample_batch_size, optimizer=optimizer,
+                         lr_scheduler=lr_scheduler)
+        self.save_init_arguments(ignore=[] if isinstance(teacher, (str, os.PathLike)) else ["teacher"])
+        self.sigma_min = float(sigma_min if sigma_min is not None else frozen.sigma_min)
+        self.sigma_max = float(sigma_max if sigma_max is not None else frozen.sigma_max)
+        self.rho = float(rho if rho is not None else frozen.rho)
+        self.sigma_data = float(sigma_data if sigma_data is not None else frozen.sigma_data)
+        if not 0 < self.sigma_min < self.sigma_max:
+            raise ValueError(f"need 0 < sigma_min < sigma_max, got {self.sigma_min} and {self.sigma_max}")
         self.sample_sigma = float(sample_sigma if sample_sigma is not None else self.sigma_min)
-        self._check_sampling(refine_steps, refine_sampler)
-        if net is None:
-            net = copy.deepcopy(self.teacher_net).requires_grad_(True)
+        self._check_sampling(refine_steps)
         if dropout is not None:
             if not 0 <= dropout < 1:
                 raise ValueError(f"dropout must be in [0, 1), got {dropout}")
-            for module in net.modules():
+            for module in backbone.modules():
                 if isinstance(module, nn.modules.dropout._DropoutNd):
                     module.p = dropout
-        self.trajectory = PIDTrajectory(net, sigma_max=self.sigma_max, sigma_data=self.sigma_data)
+        self.trajectory = PIDTrajectory(backbone, sigma_max=self.sigma_max, sigma_data=self.sigma_data)
         self.distance = get_distance(distance, **(distance_kwargs or {}))
         self.scheme = check_scheme(scheme)
         self.register_buffer("t_grid", pid_grid(num_points, self.sigma_min, self.sigma_max, self.rho),
                              persistent=False)
-
-        self.init_generator(num_channels=net.channels)
-        self.copy_teacher_normalizer()
         self.refine_steps = refine_steps
-        self.refine_sampler = refine_sampler
-        self.nfe = 1 + (sampler_nfe(refine_sampler, refine_steps) if refine_steps else 0)
-        self.optimizer = optimizer
-        self.lr_scheduler = lr_scheduler
+        self.refine_sampler = as_sampler(refine_sampler, Heun, "refine_sampler")
 
-    def _check_sampling(self, refine_steps: int, refine_sampler: str) -> None:
+    def _check_sampling(self, refine_steps: int) -> None:
         if not self.sigma_min <= self.sample_sigma <= self.sigma_max:
             raise ValueError(f"sample_sigma={self.sample_sigma} is outside the distilled range "
                              f"[sigma_min, sigma_max] = [{self.sigma_min}, {self.sigma_max}]")
@@ -96,34 +94,36 @@ class PIDStudent(TeacherMixin, GeneratorMixin, L.LightningModule):
         if refine_steps and self.sample_sigma <= self.sigma_min:
             raise ValueError("refine_steps > 0 needs a sample_sigma above sigma_min to refine from "
                              "(e.g. sample_sigma: 1.0)")
-        if refine_sampler not in SAMPLERS:
-            raise ValueError(f"unknown refine_sampler {refine_sampler!r}; choose one of {sorted(SAMPLERS)}")
+
+    @property
+    def nfe(self) -> int:
+        return 1 + (self.refine_sampler.nfe(self.refine_steps) if self.refine_steps else 0)
 
     @property
     def num_points(self) -> int:
         return self.t_grid.numel()
 
     # ------------------------------------------------------------------ training
-    def _loss(self, batch: Tensor, generator: torch.Generator | None = None) -> Tensor:
+    def loss(self, batch: Tensor, generator: torch.Generator | None = None) -> Tensor:
         self.check_batch(batch)
         b = batch.shape[0]
         z = torch.randn(batch.shape, generator=generator, device=self.device) * self.sigma_max
         i = torch.randint(0, self.num_points - 1, (b,), generator=generator, device=self.device)
         t_hi, t_lo = self.t_grid[i].to(z.dtype), self.t_grid[i + 1].to(z.dtype)
         x_hi, x_lo = self.trajectory.pair(z, t_hi, t_lo)
-        return pid_loss(x_hi, x_lo, t_hi, t_lo, self.denoiser, self.distance, self.scheme).mean()
+        return pid_loss(x_hi, x_lo, t_hi, t_lo, self.teacher.denoiser, self.distance, self.scheme).mean()
 
     # ------------------------------------------------------------------ sampling
-    def generate_normalized(self, noise: Tensor) -> Tensor:
+    def generate(self, noise: Tensor) -> Tensor:
         """x_θ(T·noise, sample_sigma) in float64, then the teacher's refinement steps if any."""
         x = self.trajectory(noise.double() * self.sigma_max, self.sample_sigma)
         if not self.refine_steps:
             return x
         sigmas = karras_sigmas(self.refine_steps, self.sigma_min, self.sample_sigma, self.rho, device=x.device)
-        return sample(self.denoiser, x, sigmas, sampler=self.refine_sampler)
+        return self.refine_sampler(self.teacher.denoiser, x, sigmas)
 
     @property
-    def reference_sigmas(self) -> Tensor:
+    def distillation_sigmas(self) -> Tensor:
         """The distilled grid, T to σ_min: the teacher's Euler solve on it is exactly what a student
         at zero upwind PID loss returns (Theorem 1)."""
         return self.t_grid

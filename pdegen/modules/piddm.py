@@ -3,28 +3,26 @@ whose *samples* satisfy the PDE (PIDDM, arXiv 2505.22391)."""
 
 from __future__ import annotations
 
-import copy
 import hashlib
 import json
 import os
 from pathlib import Path
 
-import lightning as L
 import torch
 from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
 from lightning.pytorch.utilities import rank_zero_info
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
-from pdegen.diffusion import EDMPreconditioner, karras_sigmas, optimize_noise, sampler_nfe
+from pdegen.diffusion import EDMPreconditioner, Euler, Sampler, as_sampler, optimize_noise
 from pdegen.io import read_arrays, write_arrays_atomic
 from pdegen.metrics import reference_residual_scales
-from pdegen.modules.frozen_teacher import TeacherMixin
-from pdegen.modules.generator import GeneratorMixin
+from pdegen.modules.frozen_teacher import FrozenTeacher
+from pdegen.modules.generator import GeneratorModule
 from pdegen.tasks import ObservationTask, impose, misfit
 
 
-class PIDDMStudent(TeacherMixin, GeneratorMixin, L.LightningModule):
+class PIDDMStudent(GeneratorModule):
     """A one-step generator d_θ(ε) distilled from the frozen teacher's (ε, x0) pairs with the PDE
     residual of its own output in the loss:
 
@@ -62,20 +60,19 @@ class PIDDMStudent(TeacherMixin, GeneratorMixin, L.LightningModule):
             (∝ h⁻² for a second-order operator): at full weight from the first step its gradient
             can throw a teacher-initialised student far from the pairs, where it settles in a poor
             compromise (seen on Darcy 32² at λ_train = 1).
-        teacher_steps, teacher_sampler: N_s and the teacher's sampler for the pairs (paper: Euler, 100).
+        teacher_steps, teacher_sampler: N_s and the teacher's :class:`~pdegen.diffusion.Sampler` for the pairs
+            (default and paper: Euler, 100).
         sample_batch_size: samples per network batch in :meth:`sample` and pair generation.
     """
 
     def __init__(self, teacher: str | nn.Module, net: nn.Module | None = None, residual_weight: float = 1.0,
                  residual_warmup_steps: int = 0, num_pairs: int = 4096, num_val_pairs: int = 128,
-                 teacher_steps: int = 100, teacher_sampler: str = "euler", refresh_every_n_epochs: int = 0,
+                 teacher_steps: int = 100, teacher_sampler: Sampler | None = None, refresh_every_n_epochs: int = 0,
                  pair_dir: str | None = None,
                  refine_steps: int = 0, refine_weight: float = 1.0, refine_lr: float = 0.05,
                  task_steps: int = 200, task_lr: float = 0.05, task_residual_weight: float = 1e-3,
                  sample_batch_size: int = 64, optimizer: OptimizerCallable = torch.optim.Adam,
                  lr_scheduler: LRSchedulerCallable | None = None) -> None:
-        super().__init__()
-        self.save_init_arguments(ignore=[] if isinstance(teacher, (str, os.PathLike)) else ["teacher"])
         for label, value in (("residual_weight", residual_weight), ("refine_weight", refine_weight),
                              ("task_residual_weight", task_residual_weight)):
             if value < 0:
@@ -86,30 +83,32 @@ class PIDDMStudent(TeacherMixin, GeneratorMixin, L.LightningModule):
                 raise ValueError(f"{label} must be an integer >= 1, got {value}")
         if refine_steps < 0 or refresh_every_n_epochs < 0 or residual_warmup_steps < 0:
             raise ValueError("refine_steps, refresh_every_n_epochs and residual_warmup_steps must be >= 0")
-        sampler_nfe(teacher_sampler, teacher_steps)  # validates the sampler name
-        self.attach_teacher(teacher)
-        if net is None:
-            net = copy.deepcopy(self.teacher_net).requires_grad_(True)
-        self.student = EDMPreconditioner(net, sigma_data=self.sigma_data)
-        self.init_generator(num_channels=net.channels)
-        self.copy_teacher_normalizer()
+        frozen = FrozenTeacher.load(teacher)
+        backbone = net if net is not None else frozen.copy_net()
+        super().__init__(backbone.channels, teacher=frozen, sample_batch_size=sample_batch_size, optimizer=optimizer,
+                         lr_scheduler=lr_scheduler)
+        self.save_init_arguments(ignore=[] if isinstance(teacher, (str, os.PathLike)) else ["teacher"])
+        self.sigma_max = frozen.sigma_max
+        self.student = EDMPreconditioner(backbone, sigma_data=frozen.sigma_data)
         self.residual_weight = float(residual_weight)
-        self.nfe = 1 + refine_steps
-        self.optimizer = optimizer
-        self.lr_scheduler = lr_scheduler
+        self.teacher_sampler = as_sampler(teacher_sampler, Euler, "teacher_sampler")
         self._pairs: dict[str, Tensor] | None = None
         self._pair_round = -1
 
     # ------------------------------------------------------------------ the generator
+    @property
+    def nfe(self) -> int:
+        return 1 + self.hparams.refine_steps
+
     def d(self, noise: Tensor) -> Tensor:
         """d_θ(ε): one network evaluation from unit noise to a normalised sample (ε's dtype)."""
         return self.student(noise * self.sigma_max, self.sigma_max)
 
     # ------------------------------------------------------------------ teacher pairs
     @property
-    def reference_sigmas(self) -> Tensor:
+    def distillation_sigmas(self) -> Tensor:
         """The teacher's N_s-step Karras schedule (to σ = 0) of the pairs."""
-        return karras_sigmas(self.hparams.teacher_steps, self.sigma_min, self.sigma_max, self.rho)
+        return self.teacher.schedule(self.hparams.teacher_steps)
 
     def _pair_path(self, round_: int) -> Path:
         root = Path(self.hparams.pair_dir or Path(self.trainer.default_root_dir) / "pairs")
@@ -118,8 +117,9 @@ class PIDDMStudent(TeacherMixin, GeneratorMixin, L.LightningModule):
     def _pair_settings(self, round_: int) -> dict:
         h = self.hparams
         return {"teacher": self._teacher_fingerprint(), "teacher_steps": h.teacher_steps,
-                "teacher_sampler": h.teacher_sampler, "num_pairs": h.num_pairs, "num_val_pairs": h.num_val_pairs,
-                "rank": self.global_rank, "round": round_, "seed": getattr(self, "_seed_base", 0),
+                "teacher_sampler": repr(self.teacher_sampler), "num_pairs": h.num_pairs,
+                "num_val_pairs": h.num_val_pairs,
+                "rank": self.global_rank, "round": round_, "seed": self.seed,
                 "shape": list(self.sample_shape)}
 
     def _teacher_fingerprint(self) -> str:
@@ -148,9 +148,9 @@ class PIDDMStudent(TeacherMixin, GeneratorMixin, L.LightningModule):
         h = self.hparams
         samples = []
         with torch.inference_mode(False), torch.no_grad():
-            for chunk in tqdm(noise.split(h.sample_batch_size), desc=f"teacher pairs (N_s={h.teacher_steps})",
+            for chunk in tqdm(noise.split(self.sample_batch_size), desc=f"teacher pairs (N_s={h.teacher_steps})",
                               unit="batch", disable=self.global_rank != 0):
-                samples.append(self.reference_generate(chunk.to(self.device), h.teacher_sampler).float().cpu())
+                samples.append(self.reference_generate(chunk.to(self.device), self.teacher_sampler).float().cpu())
         arrays = {"noise": noise.float(), "sample": torch.cat(samples)}
         if not torch.isfinite(arrays["sample"]).all():
             raise FloatingPointError("the teacher produced non-finite samples: check its checkpoint")
@@ -175,7 +175,7 @@ class PIDDMStudent(TeacherMixin, GeneratorMixin, L.LightningModule):
         return epoch // every if every else 0
 
     # ------------------------------------------------------------------ training
-    def _loss(self, batch: Tensor, generator: torch.Generator | None = None) -> Tensor:
+    def loss(self, batch: Tensor, generator: torch.Generator | None = None) -> Tensor:
         self.check_batch(batch)
         if self._pairs is None:
             self.load_pairs(0)
@@ -199,7 +199,7 @@ class PIDDMStudent(TeacherMixin, GeneratorMixin, L.LightningModule):
         return self.residual_weight * ramp
 
     # ------------------------------------------------------------------ sampling and tasks
-    def generate_normalized(self, noise: Tensor) -> Tensor:
+    def generate(self, noise: Tensor) -> Tensor:
         """PIDDM-1, or PIDDM-ref with ``refine_steps``: float64 normalised samples."""
         h = self.hparams
         noise = noise.float()
@@ -208,7 +208,7 @@ class PIDDMStudent(TeacherMixin, GeneratorMixin, L.LightningModule):
                                    lr=h.refine_lr).noise
         return self.d(noise).double()
 
-    def generate_task_normalized(self, noise: Tensor, observed: Tensor, mask: Tensor, task: ObservationTask) -> Tensor:
+    def generate_task(self, noise: Tensor, observed: Tensor, mask: Tensor, task: ObservationTask) -> Tensor:
         """Optimise ε so that d_θ(ε) (with the observations imposed when ``task.hard``) fits them and the PDE."""
         h = self.hparams
         observed = observed.float()

@@ -12,7 +12,7 @@ from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
 from torch import Tensor, nn
 from torch.utils.data import DataLoader
 
-from pdegen.modules.generator import save_init_arguments
+from pdegen.modules.checkpoints import save_init_arguments
 from pdegen.pdes.pointwise import PointwiseProblem
 from pdegen.pdes.pointwise.base import SAMPLING_METHODS, sample_box
 

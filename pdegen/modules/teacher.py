@@ -5,18 +5,26 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-import lightning as L
 import torch
 from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
 from torch import Tensor, nn
 
-from pdegen.diffusion import EDMPreconditioner, edm_coefficients, edm_loss_terms, karras_sigmas, sample, sampler_nfe
-from pdegen.modules.generator import GeneratorMixin, load_module
+from pdegen.diffusion import (
+    EDMPreconditioner,
+    Heun,
+    Sampler,
+    as_sampler,
+    edm_coefficients,
+    edm_loss_terms,
+    karras_sigmas,
+)
+from pdegen.modules.checkpoints import load_module
+from pdegen.modules.generator import GeneratorModule
 
 RESIDUAL_WEIGHTINGS = ("c_skip", "uniform")
 
 
-class DiffusionTeacher(GeneratorMixin, L.LightningModule):
+class DiffusionTeacher(GeneratorModule):
     """Learns the distribution of PDE samples with the EDM loss; samples with a float64 PF-ODE solver.
 
     Batches are physical-unit tensors ``(B, C, *grid)``; the model normalises them with the
@@ -43,7 +51,8 @@ class DiffusionTeacher(GeneratorMixin, L.LightningModule):
         net: backbone ``net(x, c_noise)`` with ``net.channels`` = the PDE's channel count.
         sigma_data: σ_data of the EDM preconditioning (the data are normalised to unit std).
         p_mean, p_std: log-normal training σ distribution, ln σ ~ N(p_mean, p_std²).
-        sampler, num_steps: PF-ODE solver ("euler" or "heun") and its number of steps.
+        sampler, num_steps: the PF-ODE solver (a :class:`~pdegen.diffusion.Sampler`; default
+            :class:`~pdegen.diffusion.Heun`) and its number of steps.
         sigma_min, sigma_max, rho: the Karras σ schedule.
         sample_batch_size: samples generated per network batch in :meth:`sample`.
         residual_weight: λ >= 0 of the PIDM residual term (0: the plain EDM loss). λ > 0 needs the
@@ -56,12 +65,13 @@ class DiffusionTeacher(GeneratorMixin, L.LightningModule):
     """
 
     def __init__(self, net: nn.Module, sigma_data: float = 1.0, p_mean: float = -1.2, p_std: float = 1.2,
-                 sampler: str = "heun", num_steps: int = 18, sigma_min: float = 0.002, sigma_max: float = 80.0,
+                 sampler: Sampler | None = None, num_steps: int = 18, sigma_min: float = 0.002, sigma_max: float = 80.0,
                  rho: float = 7.0, sample_batch_size: int = 64, residual_weight: float = 0.0,
                  residual_weighting: str = "c_skip", init_from: str | None = None,
                  optimizer: OptimizerCallable = torch.optim.Adam,
                  lr_scheduler: LRSchedulerCallable | None = None) -> None:
-        super().__init__()
+        super().__init__(net.channels, sample_batch_size=sample_batch_size, optimizer=optimizer,
+                         lr_scheduler=lr_scheduler)
         if not (math.isfinite(residual_weight) and residual_weight >= 0):
             raise ValueError(f"residual_weight (the PIDM λ) must be finite and >= 0, got {residual_weight}")
         if residual_weighting not in RESIDUAL_WEIGHTINGS:
@@ -69,12 +79,8 @@ class DiffusionTeacher(GeneratorMixin, L.LightningModule):
         self.save_init_arguments()
         self.residual_weight = float(residual_weight)
         self.denoiser = EDMPreconditioner(net, sigma_data=sigma_data)
-        self.init_generator(num_channels=net.channels)
-        self.sampler_name = sampler
+        self.sampler = as_sampler(sampler, Heun, "sampler")
         self.sigmas = karras_sigmas(num_steps, sigma_min=sigma_min, sigma_max=sigma_max, rho=rho)
-        self.nfe = sampler_nfe(sampler, num_steps)
-        self.optimizer = optimizer
-        self.lr_scheduler = lr_scheduler
         if init_from is not None:
             self._init_from(init_from)
 
@@ -91,7 +97,11 @@ class DiffusionTeacher(GeneratorMixin, L.LightningModule):
                              f"`net` the same settings as the checkpoint's teacher ({error})") from None
 
     # ------------------------------------------------------------------ training
-    def _loss(self, batch: Tensor, generator: torch.Generator | None = None) -> Tensor:
+    @property
+    def nfe(self) -> int:
+        return self.sampler.nfe(len(self.sigmas) - 1)
+
+    def loss(self, batch: Tensor, generator: torch.Generator | None = None) -> Tensor:
         self.check_batch(batch)
         z = self.normalizer.encode(batch.float())
         h = self.hparams
@@ -109,7 +119,7 @@ class DiffusionTeacher(GeneratorMixin, L.LightningModule):
         return edm + self.residual_weight * residual.to(edm.dtype)
 
     # ------------------------------------------------------------------ sampling
-    def generate_normalized(self, noise: Tensor) -> Tensor:
+    def generate(self, noise: Tensor) -> Tensor:
         """Solve the PF-ODE from ``noise`` ~ N(0, I) (scaled here by σ_max) to σ = 0, in float64."""
         sigmas = self.sigmas.to(noise.device)
-        return sample(self.denoiser, noise.double() * sigmas[0], sigmas, sampler=self.sampler_name)
+        return self.sampler(self.denoiser, noise.double() * sigmas[0], sigmas)
