@@ -1,17 +1,10 @@
-"""LightningDataModules: generate-or-load PDE datasets, cache to HDF5, split, normalise."""
+"""LightningDataModules: generate-or-load PDE datasets, cache to HDF5, split, normalise.
+
+One :class:`PDEDataModule` serves every family: its ``pde`` (typed, so LightningCLI validates the YAML) names
+the family; ``lightning_configs/data/<family>.yaml`` holds each family's settings.
+"""
 
 from .base import EpochShuffle, PDEDataModule, TensorSamples
-from .families import (
-    BurgersDataModule,
-    DarcyDataModule,
-    DarcyPIDMDataModule,
-    HelmholtzDataModule,
-    KolmogorovDataModule,
-    KSDataModule,
-    PoissonDataModule,
-)
 from .request import SampleRequest
 
-__all__ = ["BurgersDataModule", "DarcyDataModule", "DarcyPIDMDataModule", "EpochShuffle", "HelmholtzDataModule",
-           "KSDataModule", "KolmogorovDataModule", "PDEDataModule", "PoissonDataModule", "SampleRequest",
-           "TensorSamples"]
+__all__ = ["EpochShuffle", "PDEDataModule", "SampleRequest", "TensorSamples"]

@@ -289,3 +289,16 @@ def read_arrays(path: str | Path) -> tuple[dict[str, Tensor], dict[str, Any]]:
     except (OSError, KeyError) as error:
         raise ValueError(f"{path} is not a readable pdegen array file ({error}): delete it to regenerate") from None
     return arrays, attrs
+
+
+def read_config(path: str | os.PathLike) -> dict:
+    """A ``pdegen`` YAML config as a dict, each top-level section given as a path to another YAML (``data:
+    ../data/darcy.yaml``, resolved against the config's folder, as LightningCLI resolves it) read in its place."""
+    import yaml
+
+    path = Path(path)
+    config = yaml.safe_load(path.read_text())
+    for key, value in config.items():
+        if isinstance(value, str) and value.endswith((".yaml", ".yml")):
+            config[key] = yaml.safe_load((path.parent / value).read_text())
+    return config

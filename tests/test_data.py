@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 import torch
 
-from datamodules import DarcyDataModule
+from datamodules import PDEDataModule
 from pdegen.data_cli import main as data_main
 from pdegen.datagen import generate_dataset
 from pdegen.io import DatasetWriter, load_samples, read_info
@@ -153,7 +153,7 @@ def test_info_fails_on_non_finite_values_mismatched_channels_and_unknown_paramet
 
 
 def test_datamodule_split_and_normalisation(tmp_path, darcy_file, small_darcy):
-    dm = DarcyDataModule(pde=small_darcy, file=str(darcy_file), batch_size=8, splits=(0.5, 0.25, 0.25))
+    dm = PDEDataModule(pde=small_darcy, file=str(darcy_file), batch_size=8, splits=(0.5, 0.25, 0.25))
     dm.prepare_data()
     dm.setup("fit")
     sizes = {k: len(v) for k, v in dm.datasets.items()}
@@ -161,7 +161,7 @@ def test_datamodule_split_and_normalisation(tmp_path, darcy_file, small_darcy):
     everything = torch.cat([dm.datasets[k].data for k in ("train", "val", "test")])
     data, _ = load_samples(darcy_file, dtype=torch.float64)
     assert torch.equal(everything.sort(dim=0).values, data.sort(dim=0).values), "split must be a partition"
-    again = DarcyDataModule(pde=small_darcy, file=str(darcy_file), splits=(0.5, 0.25, 0.25))
+    again = PDEDataModule(pde=small_darcy, file=str(darcy_file), splits=(0.5, 0.25, 0.25))
     again.setup()
     assert torch.equal(again.datasets["val"].data, dm.datasets["val"].data), "split must be deterministic"
     mean, std = dm.normalizer_stats
@@ -172,17 +172,17 @@ def test_datamodule_split_and_normalisation(tmp_path, darcy_file, small_darcy):
 
 
 def test_datamodule_generates_into_cache_and_rejects_mismatch(tmp_path, darcy_file):
-    dm = DarcyDataModule(pde=Darcy(resolution=16), num_samples=6, cache_dir=str(tmp_path / "cache"))
+    dm = PDEDataModule(pde=Darcy(resolution=16), num_samples=6, cache_dir=str(tmp_path / "cache"))
     dm.prepare_data()
     assert dm.path.exists() and dm.path.parent == tmp_path / "cache"
     dm.setup()
-    solver_choice_only = DarcyDataModule(pde=Darcy(resolution=16, solver="torch", num_workers=1), file=str(darcy_file))
+    solver_choice_only = PDEDataModule(pde=Darcy(resolution=16, solver="torch", num_workers=1), file=str(darcy_file))
     solver_choice_only.setup()  # how the data were solved does not make them another dataset
-    wrong = DarcyDataModule(pde=Darcy(resolution=16, a_high=9.0), file=str(darcy_file))
+    wrong = PDEDataModule(pde=Darcy(resolution=16, a_high=9.0), file=str(darcy_file))
     with pytest.raises(ValueError, match="point `file` at a matching dataset"):
         wrong.setup()
     with pytest.raises(ValueError, match="splits"):
-        DarcyDataModule(splits=(0.5, 0.5, 0.5))
+        PDEDataModule(Darcy(resolution=16), splits=(0.5, 0.5, 0.5))
 
 
 def test_shard_arguments_are_checked(tmp_path, capsys):

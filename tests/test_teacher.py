@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 import torch
+import yaml
 
 from pdegen.cli import main
 from pdegen.modules import DiffusionTeacher
@@ -15,6 +16,7 @@ from pdegen.modules import DiffusionTeacher
 ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = sorted((ROOT / "lightning_configs").glob("*/*.yaml"))
 PIECES = [c for c in CONFIGS if c.parent.name in ("trainer", "logger")]
+DATA_PIECES = [c for c in CONFIGS if c.parent.name == "data"]
 
 
 def needs_teacher(config: Path) -> bool:
@@ -28,7 +30,7 @@ def is_features(config: Path) -> bool:
     return config.parent.name == "features" or config.stem.startswith("features_")
 
 
-EXPERIMENTS = [c for c in CONFIGS if c not in PIECES and not needs_teacher(c) and not is_features(c)]
+EXPERIMENTS = [c for c in CONFIGS if c not in PIECES + DATA_PIECES and not needs_teacher(c) and not is_features(c)]
 QUICKSTART = str(ROOT / "lightning_configs/quickstart/darcy.yaml")
 
 # a tiny quickstart: 16² Darcy, a small U-Net, 2 epochs of 2 batches
@@ -63,6 +65,25 @@ def test_every_piece_composes_with_an_experiment(piece, workdir):
     if piece.stem == "wandb":  # offline: no login, the run is written locally for `wandb sync`
         runs = list((workdir / "runs/wandb").glob("offline-run-*/run-*.wandb"))
         assert runs and runs[0].stat().st_size > 0
+
+
+def test_every_experiment_takes_its_data_from_one_piece_and_every_piece_is_used():
+    """Each family's data settings live in one file: no experiment repeats a data block."""
+    used = set()
+    for config in CONFIGS:
+        if config in PIECES + DATA_PIECES:
+            continue
+        data = yaml.safe_load(config.read_text()).get("data")
+        if data is None:
+            assert config.parent.name == "kdpinn", f"{config} has no data"  # the PINNs make their own points
+            continue
+        assert isinstance(data, str), f"{config} writes its data block out: name a piece (data: ../data/<family>.yaml)"
+        piece = (config.parent / data).resolve()
+        assert piece in DATA_PIECES, f"{config}: {data} is not a piece in lightning_configs/data"
+        used.add(piece)
+    assert used == set(DATA_PIECES), f"unused data pieces: {sorted(set(DATA_PIECES) - used)}"
+    for piece in DATA_PIECES:
+        assert yaml.safe_load(piece.read_text())["class_path"] == "datamodules.PDEDataModule"
 
 
 def test_fit_test_reload_and_resume(workdir):

@@ -40,7 +40,7 @@ from typing import Any
 import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # the sibling tools
-from pdegen.io import write_text_atomic  # noqa: E402
+from pdegen.io import read_config, write_text_atomic  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 FAMILIES = ("darcy", "poisson", "helmholtz", "burgers")
@@ -132,7 +132,7 @@ class Family:
 
     def config(self, name: str, kind: str, run: str, **model_args: Any) -> dict:
         """``lightning_configs/<name>.yaml`` for run ``run``: scaled and retargeted."""
-        config = yaml.safe_load((ROOT / "lightning_configs" / f"{name}.yaml").read_text())
+        config = read_config(ROOT / "lightning_configs" / f"{name}.yaml")
         config = retarget(config, self.root / run)
         if self.scale == "cpu":
             config = shrink(config, self.family, kind)

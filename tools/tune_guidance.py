@@ -110,7 +110,7 @@ def tune(teacher: str, data: dict[str, Any], out: Path, num_samples: int = 8, nu
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
-    import yaml
+    from pdegen.io import read_config
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--teacher", required=True, help="the DiffusionTeacher checkpoint")
@@ -121,7 +121,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--pde-weights", type=float, nargs="+", default=list(PDE_WEIGHTS))
     parser.add_argument("--out", type=Path, required=True, help="the JSON result")
     args = parser.parse_args(argv)
-    data = yaml.safe_load(args.config.read_text())["data"]
+    data = read_config(args.config)["data"]
     result = tune(args.teacher, data, args.out, args.num_samples, args.num_steps, args.observation_weights,
                   args.pde_weights)
     print(markdown(result))
