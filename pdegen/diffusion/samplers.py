@@ -147,7 +147,8 @@ class Euler(Sampler):
     name = "euler"
 
     def step(self, denoiser, x, denoised, sigma, sigma_next, to_zero):
-        return x + (sigma_next - sigma) * (x - denoised) / sigma
+        d = (x - denoised) / sigma
+        return x + (sigma_next - sigma) * d
 
     def step_nfe(self, to_zero: bool) -> int:
         return 1

@@ -117,7 +117,7 @@ class PIDDMStudent(GeneratorModule):
     def _pair_settings(self, round_: int) -> dict:
         h = self.hparams
         return {"teacher": self._teacher_fingerprint(), "teacher_steps": h.teacher_steps,
-                "teacher_sampler": repr(self.teacher_sampler), "num_pairs": h.num_pairs,
+                "teacher_sampler": self.teacher_sampler.name, "num_pairs": h.num_pairs,
                 "num_val_pairs": h.num_val_pairs,
                 "rank": self.global_rank, "round": round_, "seed": self.seed,
                 "shape": list(self.sample_shape)}
