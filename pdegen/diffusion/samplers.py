@@ -116,8 +116,6 @@ class Sampler(ABC):
         _check_sigmas(sigmas)
         to_zero = [s == 0 for s in sigmas[1:].tolist()]  # one host sync, not one a step
         x = x.to(torch.float64)
-        if guidance is not None:
-            x = x.detach()
         for i, (sigma, sigma_next) in enumerate(zip(sigmas[:-1], sigmas[1:])):
             progress.note(f"step {i + 1}/{len(to_zero)}")
             gradient = None

@@ -9,7 +9,7 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
-from pdegen.diffusion import Heun, Sampler, edm_loss, karras_sigmas
+from pdegen.diffusion import Heun, Sampler, as_sampler, edm_loss, karras_sigmas
 from pdegen.modules.checkpoints import load_module
 from pdegen.pdes import PDE
 from pdegen.transforms import ChannelNormalizer
@@ -43,7 +43,7 @@ class FrozenTeacher(nn.Module):
         self.pde, self.residual_scales = pde, residual_scales
         self.sigma_min, self.sigma_max, self.rho, self.sigma_data = sigma_min, sigma_max, rho, sigma_data
         self.p_mean, self.p_std = p_mean, p_std
-        self.sampler = sampler or Heun()
+        self.sampler = as_sampler(sampler, Heun, "sampler")
         self.register_buffer("sigmas", self.schedule(num_steps), persistent=False)
         self.nfe = self.sampler.nfe(num_steps)
         """Network evaluations per sample of :meth:`sample`."""
@@ -85,9 +85,9 @@ class FrozenTeacher(nn.Module):
             raise ValueError("net is required when the teacher is a plain denoiser: give the student backbone")
         return copy.deepcopy(net).requires_grad_(True)
 
-    def schedule(self, num_steps: int, sigma_max: float | None = None) -> Tensor:
-        """The ``num_steps``-step Karras schedule of the teacher's σ range (from ``sigma_max`` if given) to 0."""
-        return karras_sigmas(num_steps, self.sigma_min, sigma_max or self.sigma_max, self.rho)
+    def schedule(self, num_steps: int) -> Tensor:
+        """The ``num_steps``-step Karras schedule of the teacher's σ range, ending at 0."""
+        return karras_sigmas(num_steps, self.sigma_min, self.sigma_max, self.rho)
 
     def solve(self, noise: Tensor, sigmas: Tensor, sampler: Sampler) -> Tensor:
         """The PF-ODE solved by ``sampler`` on ``sigmas`` from unit ``noise`` (scaled here by sigmas[0]), float64."""

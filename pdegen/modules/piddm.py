@@ -88,7 +88,6 @@ class PIDDMStudent(GeneratorModule):
         super().__init__(backbone.channels, teacher=frozen, sample_batch_size=sample_batch_size, optimizer=optimizer,
                          lr_scheduler=lr_scheduler)
         self.save_init_arguments(ignore=[] if isinstance(teacher, (str, os.PathLike)) else ["teacher"])
-        self.sigma_max = frozen.sigma_max
         self.student = EDMPreconditioner(backbone, sigma_data=frozen.sigma_data)
         self.residual_weight = float(residual_weight)
         self.teacher_sampler = as_sampler(teacher_sampler, Euler, "teacher_sampler")
@@ -102,7 +101,7 @@ class PIDDMStudent(GeneratorModule):
 
     def d(self, noise: Tensor) -> Tensor:
         """d_θ(ε): one network evaluation from unit noise to a normalised sample (ε's dtype)."""
-        return self.student(noise * self.sigma_max, self.sigma_max)
+        return self.student(noise * self.teacher.sigma_max, self.teacher.sigma_max)
 
     # ------------------------------------------------------------------ teacher pairs
     @property
