@@ -15,8 +15,8 @@ from torch.distributions import Normal, kl_divergence
 from pdegen.callbacks import LatencyCallback
 from pdegen.cli import main
 from pdegen.export import onnx_runner, save_onnx, save_torchscript, to_torchscript
-from pdegen.modules.kdpinn import KDPINNStudent, distillation_loss, gaussian_kl, load_pinn
-from pdegen.modules.pinn import PINN, causal_mean, reference_errors
+from pdegen.modules.kdpinn import PINNDistillation, distillation_loss, gaussian_kl, load_pinn
+from pdegen.modules.pinn import PINN, Causal, Collocation, Stages, causal_mean, reference_errors
 from pdegen.nets import CoordinateMLP
 from pdegen.pdes.pointwise import AllenCahnPINN, KovasznayFlow, TaylorGreenVortex
 
@@ -72,10 +72,11 @@ def test_periodic_inputs_make_the_allen_cahn_boundary_condition_hold_exactly():
 
 ROOT = Path(__file__).resolve().parents[1]
 KDPINN_CONFIGS = ROOT / "lightning_configs/kdpinn"
-TINY_RUN = ["--trainer.max_steps=12", "--model.init_args.adam_steps=8", "--model.init_args.lbfgs_max_iter=3",
-            "--model.init_args.num_interior=128", "--model.init_args.num_condition=32",
-            "--model.init_args.steps_per_epoch=5", "--model.init_args.num_eval_points=400",
-            "--trainer.enable_progress_bar=false"]
+TINY_RUN = ["--trainer.max_steps=12", "--model.init_args.stages.adam_steps=8",
+            "--model.init_args.stages.lbfgs_max_iter=3", "--model.init_args.stages.steps_per_epoch=5",
+            "--model.init_args.collocation.num_interior=128", "--model.init_args.collocation.num_condition=32",
+            "--model.init_args.num_eval_points=400", "--trainer.enable_progress_bar=false"]
+FEW_DISTILLATION_POINTS = "--model.init_args.distillation.num_points=128"
 
 
 
@@ -90,9 +91,10 @@ def adam(lr: float):
 
 def tiny_pinn(problem=None, **kwargs) -> PINN:
     problem = problem or KovasznayFlow()
-    settings = {"num_interior": 256, "num_condition": 64, "steps_per_epoch": 10, "adam_steps": 60,
-                "lbfgs_max_iter": 5, "num_eval_points": 400, "optimizer": adam(1e-2), **kwargs}
-    return PINN(problem, CoordinateMLP(len(problem.inputs), len(problem.outputs), width=24, depth=2), **settings)
+    settings = {"collocation": Collocation(num_interior=256, num_condition=64),
+                "stages": Stages(adam_steps=60, lbfgs_max_iter=5, steps_per_epoch=10), "num_eval_points": 400,
+                "optimizer": adam(1e-2), **kwargs}
+    return PINN(CoordinateMLP(len(problem.inputs), len(problem.outputs), width=24, depth=2), problem, **settings)
 
 
 def test_pinn_trains_with_adam_then_lbfgs_and_approaches_the_reference():
@@ -118,9 +120,13 @@ def test_pinn_rejects_bad_settings():
     with pytest.raises(ValueError, match="condition_weights names"):
         tiny_pinn(condition_weights={"ic": 1.0})
     with pytest.raises(ValueError, match="out_features is 1 but kovasznay has 3"):
-        PINN(KovasznayFlow(), CoordinateMLP(2, 1))
+        PINN(CoordinateMLP(2, 1), KovasznayFlow())
     with pytest.raises(ValueError, match="unknown sampling"):
-        tiny_pinn(sampling="halton")
+        Collocation(sampling="halton")
+    with pytest.raises(ValueError, match="steps_per_epoch >= 1"):
+        Stages(steps_per_epoch=0)
+    with pytest.raises(ValueError, match="needs its `problem`"):
+        PINN(CoordinateMLP(2, 1))
 
 
 def save_teacher(problem: str = "kovasznay") -> str:
@@ -132,12 +138,14 @@ def save_teacher(problem: str = "kovasznay") -> str:
 def test_student_with_zero_physics_weight_converges_to_the_teacher(workdir):
     torch.manual_seed(0)
     path = save_teacher()
-    student = KDPINNStudent(path, CoordinateMLP(2, 3, width=16, depth=2), physics_weights=(0.0, 0.0),
-                            distill_weights=(1.0, 1.0), num_distill=512, num_interior=64, num_condition=16,
-                            steps_per_epoch=50, adam_steps=150, lbfgs_max_iter=10, num_eval_points=400,
-                            optimizer=adam(1e-2), variance="output")
+    distillation = PINNDistillation(path, physics_weights=(0.0, 0.0), distill_weights=(1.0, 1.0), num_points=512,
+                                    variance="output")
+    student = PINN(CoordinateMLP(2, 3, width=16, depth=2), distillation=distillation,
+                   collocation=Collocation(num_interior=64, num_condition=16),
+                   stages=Stages(adam_steps=150, lbfgs_max_iter=10, steps_per_epoch=50), num_eval_points=400,
+                   optimizer=adam(1e-2))
     coords = student.evaluation_points()[0].float()
-    teacher_values = student.teacher(coords)
+    teacher_values = student.distillation.teacher(coords)
     gap = lambda: ((student.net(coords) - teacher_values).norm() / teacher_values.norm()).item()  # noqa: E731
     start = gap()
     L.Trainer(max_epochs=4, **TRAINER).fit(student)
@@ -146,15 +154,18 @@ def test_student_with_zero_physics_weight_converges_to_the_teacher(workdir):
 
 
 def test_student_schedule_moves_from_distillation_to_physics(workdir):
-    student = KDPINNStudent(save_teacher(), CoordinateMLP(2, 3, width=8, depth=1), schedule_steps=100,
-                            distill_weights=(1.0, 0.1), physics_weights=(0.01, 1.0), num_distill=32,
-                            num_interior=32, num_condition=8)
+    distillation = PINNDistillation(save_teacher(), schedule_steps=100, distill_weights=(1.0, 0.1),
+                                    physics_weights=(0.01, 1.0), num_points=32)
+    student = PINN(CoordinateMLP(2, 3, width=8, depth=1), distillation=distillation,
+                   collocation=Collocation(num_interior=32, num_condition=8))
     weights = [student.weights_at(step) for step in (0, 50, 100, 400)]
     assert weights[0]["distill"] == 1.0 and weights[0]["pde"] == pytest.approx(0.01)
     assert weights[1]["distill"] == pytest.approx(0.55) and weights[1]["bc"] == pytest.approx(0.505)
     assert weights[2] == weights[3] and weights[3]["distill"] == pytest.approx(0.1) and weights[3]["pde"] == 1.0
     with pytest.raises(FileNotFoundError, match="train the teacher first"):
-        KDPINNStudent(str(workdir / "missing.ckpt"), CoordinateMLP(2, 3))
+        PINNDistillation(str(workdir / "missing.ckpt"))
+    with pytest.raises(ValueError, match="not the teacher's"):
+        PINN(CoordinateMLP(2, 3, width=8, depth=1), KovasznayFlow(reynolds=40.0), distillation=distillation)
 
 
 PROBLEMS = sorted(p.stem.removesuffix("_teacher") for p in KDPINN_CONFIGS.glob("*_teacher.yaml"))
@@ -168,23 +179,24 @@ def test_every_problem_trains_teacher_and_student_through_the_cli(problem, workd
     last = torch.load(workdir / f"runs/kdpinn/{problem}_teacher/checkpoints/last.ckpt", weights_only=True)
     assert last["global_step"] == 12, "the checkpoint holds the end of training (12 steps end mid-epoch)"
     student_config = str(KDPINN_CONFIGS / f"{problem}_student.yaml")
-    student = main(["fit", "--config", student_config, *TINY_RUN, "--model.init_args.num_distill=128"])
-    assert isinstance(student.model, KDPINNStudent)
+    student = main(["fit", "--config", student_config, *TINY_RUN, FEW_DISTILLATION_POINTS])
+    assert isinstance(student.model.distillation, PINNDistillation)
     assert student.model.net.num_parameters < teacher.model.net.num_parameters / 10
-    tested = main(["test", "--config", student_config, "--ckpt_path", "last", "--model.init_args.num_distill=128",
+    tested = main(["test", "--config", student_config, "--ckpt_path", "last", FEW_DISTILLATION_POINTS,
                    "--model.init_args.num_eval_points=400", "--trainer.callbacks.init_args.repeats=3",
                    "--trainer.callbacks.init_args.warmup=1"])
     metrics, model = tested.trainer.callback_metrics, tested.model
     coords, reference = model.evaluation_points()
     ours = reference_errors(model.problem, coords, model.predict_points(coords), reference)["rel_l2"]
     with torch.no_grad():
-        teacher_prediction = model.teacher(coords.to(next(model.teacher.parameters()).dtype)).double()
+        teacher = model.distillation.teacher
+        teacher_prediction = teacher(coords.to(next(teacher.parameters()).dtype)).double()
     theirs = reference_errors(model.problem, coords, teacher_prediction, reference)["rel_l2"]
     assert float(metrics["test/rel_l2"]) == pytest.approx(float(ours), rel=1e-5), "the student's error is logged"
     assert float(ours) != pytest.approx(float(theirs), rel=1e-3), "not its teacher's"
     targets, points = model.latency_targets(7), model.latency_points(7)
     with torch.no_grad():
-        torch.testing.assert_close(targets["teacher"](), model.teacher(points), rtol=0, atol=0)
+        torch.testing.assert_close(targets["teacher"](), model.distillation.teacher(points), rtol=0, atol=0)
         torch.testing.assert_close(targets["model"](), model.net(points), rtol=0, atol=0)
     assert {f"test/latency/speedup/b{b}_t{t}" for b in (1, 1000, 10000) for t in (1, 0)} <= set(metrics)
     rows = json.loads((workdir / f"runs/kdpinn/{problem}_student/logs/version_1/latency.json").read_text())["rows"]
@@ -220,7 +232,7 @@ def test_latency_callback_rejects_bad_settings_and_modules_without_targets():
 def test_bench_latency_tool_times_teacher_and_student_and_reports_their_errors(workdir):
     save_teacher("black_scholes")
     main(["fit", "--config", str(KDPINN_CONFIGS / "black_scholes_student.yaml"), *TINY_RUN,
-          "--model.init_args.num_distill=128"])
+          FEW_DISTILLATION_POINTS])
     spec = importlib.util.spec_from_file_location("bench_latency", ROOT / "tools/bench_latency.py")
     tool = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(tool)
@@ -255,9 +267,11 @@ def test_causal_mean_weights_each_time_slice_by_the_loss_before_it():
 
 def test_causal_training_needs_a_time_input():
     with pytest.raises(ValueError, match="has no time input"):
-        tiny_pinn(causal_epsilon=1.0)
+        tiny_pinn(causal=Causal(epsilon=1.0))
+    with pytest.raises(ValueError, match="epsilon >= 0"):
+        Causal(epsilon=-1.0)
     torch.manual_seed(0)
-    causal = tiny_pinn(TaylorGreenVortex(), causal_epsilon=1.0, causal_chunks=4)
+    causal = tiny_pinn(TaylorGreenVortex(), causal=Causal(epsilon=1.0, chunks=4))
     torch.manual_seed(0)
     plain = tiny_pinn(TaylorGreenVortex())
     assert causal.loss_terms()["pde"] < plain.loss_terms()["pde"], "later slices are down-weighted"
@@ -286,7 +300,7 @@ def test_kdpinn_benchmark_trains_both_stages_through_the_cli_then_reuses_them(tm
     (result,) = tool.main(argv)
     assert result["problem"] == "black_scholes" and result["accuracy"]["student"]["rel_l2"] > 0
     done = out / "logs/black_scholes_student.done"
-    assert "--model.init_args.schedule_steps=1500" in done.read_text(), "the cpu scale's student schedule"
+    assert "--model.init_args.distillation.schedule_steps=1500" in done.read_text(), "the cpu scale's student schedule"
     assert "--trainer.max_steps=12" in done.read_text(), "arguments after -- override the scale's"
     stamp = done.stat().st_mtime_ns
     tool.main(argv)

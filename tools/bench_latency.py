@@ -27,7 +27,7 @@ sys.path.insert(0, str(ROOT))
 from pdegen.benchmarking import latency_ms, torch_threads  # noqa: E402
 from pdegen.export import onnx_runner, save_onnx, to_torchscript  # noqa: E402
 from pdegen.io import write_text_atomic  # noqa: E402
-from pdegen.modules import PINN, KDPINNStudent  # noqa: E402
+from pdegen.modules import PINN  # noqa: E402
 from pdegen.modules.kdpinn import load_pinn  # noqa: E402
 from pdegen.modules.pinn import reference_errors  # noqa: E402
 from pdegen.pdes.pointwise import PROBLEMS  # noqa: E402
@@ -51,7 +51,7 @@ def runner(exported, backend: str, threads: int):
     return onnx_runner(exported, threads) if backend == "onnx" else exported
 
 
-def accuracy(teacher: PINN, student: KDPINNStudent) -> dict[str, dict[str, float]]:
+def accuracy(teacher: PINN, student: PINN) -> dict[str, dict[str, float]]:
     coords, reference = teacher.evaluation_points()
     return {role: {k: float(v) for k, v in reference_errors(teacher.problem, coords, module.predict_points(coords),
                                                               reference).items()}
@@ -63,8 +63,7 @@ def bench_problem(problem: str, args: argparse.Namespace) -> dict:
     teacher_path, student_path = checkpoints(args.runs, problem)
     teacher = load_pinn(teacher_path)
     # the student's teacher is the one beside it (its saved path may be relative to another directory)
-    student = KDPINNStudent.load_from_checkpoint(student_path, map_location="cpu", teacher=str(teacher_path),
-                                                 weights_only=True).eval()
+    student = load_pinn(student_path, teacher=teacher_path)
     result = {"problem": problem, "params": teacher.problem.params, "accuracy": accuracy(teacher, student),
               "rows": [], "export_max_abs_diff": {}}
     nets = {"teacher": teacher.net.eval(), "student": student.net.eval()}

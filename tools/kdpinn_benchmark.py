@@ -36,9 +36,9 @@ from pdegen.pdes.pointwise import PROBLEMS  # noqa: E402
 
 CONFIGS = ROOT / "lightning_configs/kdpinn"
 CPU_SCALE = {
-    "both": ["--model.init_args.num_interior=4096", "--model.init_args.adam_steps=3000",
+    "both": ["--model.init_args.collocation.num_interior=4096", "--model.init_args.stages.adam_steps=3000",
              "--trainer.max_steps=3100", "--trainer.enable_progress_bar=false"],
-    "student": ["--model.init_args.schedule_steps=1500", "--trainer.max_steps=3400"],
+    "student": ["--model.init_args.distillation.schedule_steps=1500", "--trainer.max_steps=3400"],
 }
 SLOWEST_FIRST = ("taylor_green", "kovasznay", "burgers", "allen_cahn", "black_scholes")
 

@@ -48,7 +48,7 @@ class LatencyCallback(L.Callback):
         """One row per (target, batch size, thread count) with its median and p90 ms."""
         if not hasattr(module, "latency_targets"):
             raise TypeError(f"{type(module).__name__} has no latency_targets(batch_size); LatencyCallback times "
-                            "modules that name what to time (PINN, KDPINNStudent)")
+                            "modules that name what to time (PINN, a KD-PINN student)")
         sync = module.device.type == "cuda"
         rows = []
         measurements = len(self.batch_sizes) * len(self.threads) * len(module.latency_targets(1))

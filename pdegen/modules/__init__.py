@@ -5,11 +5,11 @@ from .features import FeatureSurrogate
 from .frozen_teacher import FrozenTeacher
 from .generator import FieldModule, GeneratorModule
 from .guided import GuidedTeacher
-from .kdpinn import KDPINNStudent
+from .kdpinn import PINNDistillation
 from .pid import PIDStudent
 from .piddm import PIDDMStudent
 from .pinn import PINN
 from .teacher import DiffusionTeacher
 
 __all__ = ["PINN", "DiffusionTeacher", "FeatureSurrogate", "FieldModule", "FrozenTeacher", "GeneratorModule",
-           "GuidedTeacher", "KDPINNStudent", "PIDDMStudent", "PIDStudent", "load_module", "save_init_arguments"]
+           "GuidedTeacher", "PIDDMStudent", "PINNDistillation", "PIDStudent", "load_module", "save_init_arguments"]

@@ -24,9 +24,9 @@ def save_init_arguments(module: Any, frame: Any, ignore: list[str] | None = None
 TRUSTED_CHECKPOINTS = "PDEGEN_TRUSTED_CHECKPOINTS"
 
 
-def load_module(cls: type, path: str | os.PathLike) -> Any:
-    """``cls.load_from_checkpoint(path)`` on the CPU from inside another module's ``__init__``: LightningCLI
-    builds a module inside a context that hands *its* arguments to every save_hyperparameters call, so
+def load_module(cls: type, path: str | os.PathLike, **overrides: Any) -> Any:
+    """``cls.load_from_checkpoint(path, **overrides)`` on the CPU from inside another module's ``__init__``:
+    LightningCLI builds a module inside a context that hands *its* arguments to every save_hyperparameters call, so
     the loaded module must record its own.
 
     Loads with ``weights_only=True`` (tensors and plain containers: what pdegen checkpoints hold); a
@@ -37,7 +37,7 @@ def load_module(cls: type, path: str | os.PathLike) -> Any:
     trusted = {os.path.realpath(p) for p in os.environ.get(TRUSTED_CHECKPOINTS, "").split(os.pathsep) if p}
     try:
         return cls.load_from_checkpoint(path, map_location="cpu",
-                                        weights_only=os.path.realpath(path) not in trusted)
+                                        weights_only=os.path.realpath(path) not in trusted, **overrides)
     except pickle.UnpicklingError as error:
         raise pickle.UnpicklingError(
             f"{os.fspath(path)!r} pickles Python objects beyond tensors and plain containers, which can run "

@@ -1,10 +1,12 @@
-"""PINN: a coordinate network trained on a point-wise problem's residuals (the KD-PINN teacher)."""
+"""PINN: a coordinate network trained on a point-wise problem's residuals, optionally distilled from a
+teacher PINN (KD-PINN, :class:`~pdegen.modules.kdpinn.PINNDistillation`)."""
 
 from __future__ import annotations
 
 import inspect
 import math
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import lightning as L
 import torch
@@ -13,6 +15,7 @@ from torch import Tensor, nn
 from torch.utils.data import DataLoader
 
 from pdegen.modules.checkpoints import save_init_arguments
+from pdegen.modules.kdpinn import PINNDistillation
 from pdegen.pdes.pointwise import PointwiseProblem
 from pdegen.pdes.pointwise.base import SAMPLING_METHODS, sample_box
 
@@ -44,60 +47,118 @@ def causal_mean(squared: Tensor, t: Tensor, t_range: tuple[float, float], chunks
     return (weights * losses).mean(), weights
 
 
-class PhysicsInformedModule(L.LightningModule):
-    """What a PINN and a KD-PINN student share: a coordinate network trained on a point-wise problem's
-    residuals, Adam then L-BFGS, and the error against the problem's reference.
+@dataclass(frozen=True)
+class Collocation:
+    """Where the residuals are evaluated: ``num_interior`` interior points and ``num_condition`` points per
+    condition (``ic``, ``bc``, ...), drawn by ``sampling`` (``sobol`` or ``uniform``), fixed or redrawn every
+    ``resample_every_n_epochs`` epochs (0: fixed)."""
+
+    num_interior: int = 8192
+    num_condition: int = 1024
+    sampling: str = "sobol"
+    resample_every_n_epochs: int = 0
+
+    def __post_init__(self) -> None:
+        if self.sampling not in SAMPLING_METHODS:
+            raise ValueError(f"unknown sampling {self.sampling!r}: use one of {SAMPLING_METHODS}")
+        if min(self.num_interior, self.num_condition) < 1 or self.resample_every_n_epochs < 0:
+            raise ValueError(f"collocation needs num_interior and num_condition >= 1 and resample_every_n_epochs "
+                             f">= 0, got {self}")
+
+
+@dataclass(frozen=True)
+class Stages:
+    """Adam (the module's ``optimizer``) for ``adam_steps`` optimizer steps, then L-BFGS (strong-Wolfe line
+    search, ``lbfgs_max_iter`` iterations per step) to the end of training; an epoch is ``steps_per_epoch``
+    steps."""
+
+    adam_steps: int = 5000
+    lbfgs_max_iter: int = 20
+    steps_per_epoch: int = 100
+
+    def __post_init__(self) -> None:
+        if self.steps_per_epoch < 1 or min(self.adam_steps, self.lbfgs_max_iter) < 0:
+            raise ValueError(f"stages need steps_per_epoch >= 1 and adam_steps, lbfgs_max_iter >= 0, got {self}")
+
+
+@dataclass(frozen=True)
+class Causal:
+    """Causal weighting of the PDE term (:func:`causal_mean`) over ``chunks`` time slices; ``epsilon`` = 0:
+    the plain mean."""
+
+    epsilon: float = 0.0
+    chunks: int = 32
+
+    def __post_init__(self) -> None:
+        if not self.epsilon >= 0 or self.chunks < 1:
+            raise ValueError(f"causal weighting needs epsilon >= 0 and chunks >= 1, got {self}")
+
+
+class PINN(L.LightningModule):
+    """A physics-informed network u_θ(coords) for a point-wise problem; with ``distillation``, a KD-PINN
+    student of a trained teacher PINN.
 
     Loss: mean ‖R_pde‖² + Σ_c λ_c mean ‖R_c‖² over the problem's conditions c (e.g. ``ic``, ``bc``;
-    λ_c from ``condition_weights``, default 1), on ``num_interior`` interior and ``num_condition``
-    points per condition (uniform or Sobol, fixed, or redrawn every ``resample_every_n_epochs``).
-    Optimisation: ``optimizer`` (Adam) for ``adam_steps`` steps, then L-BFGS (strong-Wolfe line
-    search, ``lbfgs_max_iter`` iterations per step) to the end of training; manual optimisation.
-    Each epoch is ``steps_per_epoch`` steps. Validation and test log the error against the problem's
-    reference on ``num_eval_points`` grid points: ``rel_l2`` = ‖pred − ref‖₂ / ‖ref‖₂ over all
-    outputs (and per output), ``rmse``. With ``causal_epsilon`` ε > 0 (time-dependent problems) the PDE
-    term is the causal loss of :func:`causal_mean` over ``causal_chunks`` time slices.
+    λ_c from ``condition_weights``, default 1) on the ``collocation`` points; the PDE term causal
+    (:class:`Causal`) when ``causal.epsilon`` > 0. A :class:`~pdegen.modules.kdpinn.PINNDistillation` adds
+    its distillation term and moves the weights from distillation to physics over training.
+    Optimisation in two :class:`Stages`, Adam then L-BFGS (manual optimisation). Validation and test
+    log the error against the problem's reference on ``num_eval_points`` grid points: ``rel_l2`` =
+    ‖pred − ref‖₂ / ‖ref‖₂ over all outputs (and per output), ``rmse``.
+
+    Args:
+        net: a coordinate network ``(N, d) -> (N, k)``; its input scaling is set to the problem's
+            domain when it has ``set_domain`` (:class:`~pdegen.nets.CoordinateMLP`).
+        problem: the point-wise problem (:mod:`pdegen.pdes.pointwise`); ``None``: the teacher's, with
+            ``distillation``.
+        distillation: the frozen teacher and the distillation term (``None``: a plain PINN).
+        seed: seed of the collocation points (round r of resampling: ``seed + r``) and, ``seed + 1``, of
+            the distillation points.
     """
 
-    def __init__(self, problem: PointwiseProblem, net: nn.Module, condition_weights: dict[str, float] | None,
-                 num_interior: int, num_condition: int, sampling: str, resample_every_n_epochs: int,
-                 steps_per_epoch: int, adam_steps: int, lbfgs_max_iter: int, num_eval_points: int, seed: int,
-                 optimizer: OptimizerCallable, lr_scheduler: LRSchedulerCallable | None, causal_epsilon: float = 0.0,
-                 causal_chunks: int = 32) -> None:
+    def __init__(self, net: nn.Module, problem: PointwiseProblem | None = None,
+                 distillation: PINNDistillation | None = None, condition_weights: dict[str, float] | None = None,
+                 collocation: Collocation = Collocation(), stages: Stages = Stages(), causal: Causal = Causal(),
+                 num_eval_points: int = 10000, seed: int = 0, optimizer: OptimizerCallable = torch.optim.Adam,
+                 lr_scheduler: LRSchedulerCallable | None = None) -> None:
         super().__init__()
-        if causal_epsilon < 0 or causal_chunks < 1:
-            raise ValueError(f"need causal_epsilon >= 0 and causal_chunks >= 1, got {causal_epsilon} and "
-                             f"{causal_chunks}")
-        if causal_epsilon and "t" not in problem.inputs:
-            raise ValueError(f"causal_epsilon > 0 weights time slices, but {problem.name} has no time input "
-                             f"(inputs {problem.inputs}); set causal_epsilon: 0")
-        self.causal_epsilon, self.causal_chunks = float(causal_epsilon), int(causal_chunks)
-        self.automatic_optimization = False
-        self.problem, self.net = problem, net
-        self.condition_weights = self._check(problem, net, condition_weights, sampling,
-                                             num_interior, num_condition, steps_per_epoch, adam_steps, lbfgs_max_iter)
+        save_init_arguments(self, inspect.currentframe())
+        self.problem = self._problem(problem, distillation)
+        self.net, self.distillation = net, distillation
+        self.collocation, self.stages, self.causal = collocation, stages, causal
+        if self.causal.epsilon and "t" not in self.problem.inputs:
+            raise ValueError(f"causal epsilon > 0 weights time slices, but {self.problem.name} has no time input "
+                             f"(inputs {self.problem.inputs}); set causal: {{epsilon: 0}}")
+        self.condition_weights = self._check(self.problem, net, condition_weights)
         if hasattr(net, "set_domain"):
-            net.set_domain(problem.lower, problem.upper)
-        self.num_interior, self.num_condition, self.sampling, self.seed = num_interior, num_condition, sampling, seed
-        self.resample_every_n_epochs, self.steps_per_epoch = resample_every_n_epochs, steps_per_epoch
-        self.adam_steps, self.lbfgs_max_iter, self.num_eval_points = adam_steps, lbfgs_max_iter, num_eval_points
+            net.set_domain(self.problem.lower, self.problem.upper)
+        self.num_eval_points, self.seed = num_eval_points, seed
         self.optimizer, self.lr_scheduler = optimizer, lr_scheduler
+        self.automatic_optimization = False
+        if distillation is not None:
+            distillation.draw_points(self.collocation.sampling, seed + 1)
         self._draw_points(round_=0)
         self._eval: tuple[Tensor, Tensor] | None = None
 
     @staticmethod
-    def _check(problem, net, weights, sampling, *counts) -> dict[str, float]:
+    def _problem(problem: PointwiseProblem | None, distillation: PINNDistillation | None) -> PointwiseProblem:
+        teacher = distillation.problem if distillation is not None else None
+        problem = problem if problem is not None else teacher
+        if problem is None:
+            raise ValueError("a PINN needs its `problem`, or a `distillation` whose teacher brings one")
         if not isinstance(problem, PointwiseProblem):
             raise TypeError(f"problem must be a pdegen.pdes.pointwise problem, got {type(problem).__name__}")
+        if teacher is not None and (problem.name, problem.params) != (teacher.name, teacher.params):
+            raise ValueError(f"the problem {problem.name} {problem.params} is not the teacher's {teacher.name} "
+                             f"{teacher.params}: leave `problem` out of a student's config")
+        return problem
+
+    @staticmethod
+    def _check(problem: PointwiseProblem, net: nn.Module, weights: dict[str, float] | None) -> dict[str, float]:
         for attribute, names in (("in_features", problem.inputs), ("out_features", problem.outputs)):
             if getattr(net, attribute, len(names)) != len(names):
                 raise ValueError(f"the network's {attribute} is {getattr(net, attribute)} but {problem.name} has "
                                  f"{len(names)} {names}; set `{attribute}: {len(names)}` on the net")
-        if sampling not in SAMPLING_METHODS:
-            raise ValueError(f"unknown sampling {sampling!r}: use one of {SAMPLING_METHODS}")
-        if min(counts[:3]) < 1 or min(counts[3:]) < 0:
-            raise ValueError("num_interior, num_condition and steps_per_epoch must be >= 1, adam_steps and "
-                             "lbfgs_max_iter >= 0")
         weights = dict(weights or {})
         unknown = set(weights) - set(problem.conditions)
         if unknown:
@@ -109,8 +170,8 @@ class PhysicsInformedModule(L.LightningModule):
 
     # ------------------------------------------------------------------ points
     def _draw_points(self, round_: int) -> None:
-        points = self.problem.sample_points(self.num_interior, self.num_condition, self.sampling,
-                                            seed=self.seed + round_)
+        c = self.collocation
+        points = self.problem.sample_points(c.num_interior, c.num_condition, c.sampling, seed=self.seed + round_)
         for name, coords in points.items():
             self.register_buffer(f"points_{name}", coords.to(self.device), persistent=False)
 
@@ -125,12 +186,12 @@ class PhysicsInformedModule(L.LightningModule):
                              "which 16-bit formats ruin; use precision 32 (or 64) for PINNs")
 
     def on_train_epoch_start(self) -> None:
-        every = self.resample_every_n_epochs
+        every = self.collocation.resample_every_n_epochs
         if every and self.current_epoch and self.current_epoch % every == 0:
             self._draw_points(round_=self.current_epoch // every)
 
     def train_dataloader(self) -> DataLoader:
-        return DataLoader(range(self.steps_per_epoch), batch_size=None)
+        return DataLoader(range(self.stages.steps_per_epoch), batch_size=None)
 
     def val_dataloader(self) -> DataLoader:
         return DataLoader(range(1), batch_size=None)
@@ -141,23 +202,37 @@ class PhysicsInformedModule(L.LightningModule):
     def forward(self, coords: Tensor) -> Tensor:
         return self.net(coords)
 
-    def loss_terms(self) -> dict[str, Tensor]:
-        """Mean squared residual of every loss term (``pde`` and each condition); the PDE term causal
-        (:func:`causal_mean`) when ``causal_epsilon`` > 0."""
+    def physics_terms(self) -> dict[str, Tensor]:
+        """Mean squared residual of every physics term (``pde`` and each condition); the PDE term causal
+        (:func:`causal_mean`) when ``causal.epsilon`` > 0."""
         residuals = self.problem.residuals(self.net, self.points)
         terms = {name: r.square().mean() for name, r in residuals.items()}
-        if self.causal_epsilon:
+        if self.causal.epsilon:
             axis = self.problem.inputs.index("t")
             terms["pde"], weights = causal_mean(residuals["pde"].square().mean(1), self.points["pde"][:, axis],
                                                 (self.problem.lower[axis], self.problem.upper[axis]),
-                                                self.causal_chunks, self.causal_epsilon)
+                                                self.causal.chunks, self.causal.epsilon)
             if self._trainer is not None:
                 self.log("train/causal_last_weight", weights[-1], on_step=True)
         return terms
 
+    def loss_terms(self) -> dict[str, Tensor]:
+        """Every term of the loss: the physics terms (skipped while a distillation weighs them 0) and
+        ``distill``."""
+        if self.distillation is None:
+            return self.physics_terms()
+        terms = self.physics_terms() if self.term_weights()["pde"] > 0 else {}
+        return terms | {"distill": self.distillation.loss(self.net)}
+
     def term_weights(self) -> dict[str, float]:
         """The weight of each loss term at the current step."""
-        return {"pde": 1.0, **self.condition_weights}
+        return self.weights_at(self.global_step)
+
+    def weights_at(self, step: int) -> dict[str, float]:
+        """Every loss term's weight at optimizer step ``step``: 1 (``pde``) and λ_c (each condition), scaled
+        and joined by ``distill`` along the distillation's schedule."""
+        physics = {"pde": 1.0, **self.condition_weights}
+        return physics if self.distillation is None else self.distillation.weights_at(step, physics)
 
     def total_loss(self) -> Tensor:
         terms, weights = self.loss_terms(), self.term_weights()
@@ -167,7 +242,7 @@ class PhysicsInformedModule(L.LightningModule):
 
     @property
     def in_lbfgs_stage(self) -> bool:
-        return self.global_step >= self.adam_steps
+        return self.global_step >= self.stages.adam_steps
 
     def training_step(self, batch: Tensor, batch_idx: int) -> Tensor:
         adam, lbfgs = self.optimizers()
@@ -193,7 +268,7 @@ class PhysicsInformedModule(L.LightningModule):
 
     def configure_optimizers(self):
         adam = self.optimizer(self.net.parameters())
-        lbfgs = torch.optim.LBFGS(self.net.parameters(), lr=1.0, max_iter=max(1, self.lbfgs_max_iter),
+        lbfgs = torch.optim.LBFGS(self.net.parameters(), lr=1.0, max_iter=max(1, self.stages.lbfgs_max_iter),
                                   history_size=50, line_search_fn="strong_wolfe")
         if self.lr_scheduler is None:
             return [adam, lbfgs]
@@ -226,9 +301,13 @@ class PhysicsInformedModule(L.LightningModule):
         return coords.to(self.device, next(self.net.parameters()).dtype)
 
     def latency_targets(self, batch_size: int) -> dict[str, Callable[[], Tensor]]:
-        """What :class:`~pdegen.callbacks.LatencyCallback` times: the network on ``batch_size`` points."""
+        """What :class:`~pdegen.callbacks.LatencyCallback` times: the network on ``batch_size`` points, and a
+        student's teacher on the same points."""
         points = self.latency_points(batch_size)
-        return {"model": lambda: self.net(points)}
+        targets = {"model": lambda: self.net(points)}
+        if self.distillation is not None:
+            targets["teacher"] = lambda: self.distillation.teacher(points)
+        return targets
 
     def latency_nfe(self) -> dict[str, int]:
         """One network evaluation per query point, for every latency target."""
@@ -243,26 +322,3 @@ class PhysicsInformedModule(L.LightningModule):
 
     def test_step(self, batch: Tensor, batch_idx: int) -> None:
         self._log_errors("test")
-
-
-class PINN(PhysicsInformedModule):
-    """A physics-informed network u_θ(coords) for ``problem`` (the KD-PINN teacher); training and
-    evaluation as in :class:`PhysicsInformedModule`.
-
-    Args:
-        problem: the point-wise problem (:mod:`pdegen.pdes.pointwise`).
-        net: a coordinate network ``(N, d) -> (N, k)``; its input scaling is set to the problem's
-            domain when it has ``set_domain`` (:class:`~pdegen.nets.CoordinateMLP`).
-    """
-
-    def __init__(self, problem: PointwiseProblem, net: nn.Module, condition_weights: dict[str, float] | None = None,
-                 num_interior: int = 8192, num_condition: int = 1024, sampling: str = "sobol",
-                 resample_every_n_epochs: int = 0, steps_per_epoch: int = 100, adam_steps: int = 5000,
-                 lbfgs_max_iter: int = 20, num_eval_points: int = 10000, seed: int = 0,
-                 optimizer: OptimizerCallable = torch.optim.Adam,
-                 lr_scheduler: LRSchedulerCallable | None = None, causal_epsilon: float = 0.0,
-                 causal_chunks: int = 32) -> None:
-        super().__init__(problem, net, condition_weights, num_interior, num_condition, sampling,
-                         resample_every_n_epochs, steps_per_epoch, adam_steps, lbfgs_max_iter, num_eval_points, seed,
-                         optimizer, lr_scheduler, causal_epsilon, causal_chunks)
-        save_init_arguments(self, inspect.currentframe())
