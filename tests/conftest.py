@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import pytest
 import torch
@@ -29,9 +30,18 @@ def darcy_file(tmp_path_factory, small_darcy):
     return path
 
 
+@pytest.fixture(scope="session")
+def shared_data_cache(tmp_path_factory):
+    """One folder of generated datasets for the whole session: a DataModule's cache file is named by the PDE's
+    physics, the sample count and the seed, so tests asking for the same data generate it once."""
+    return tmp_path_factory.mktemp("data_cache")
+
+
 @pytest.fixture
-def workdir(tmp_path, monkeypatch):
-    """Run a CLI test inside its own directory (data caches, runs/ and checkpoints land there)."""
+def workdir(tmp_path, monkeypatch, shared_data_cache):
+    """Run a CLI test inside its own directory (runs/ and checkpoints land there; its ``data`` folder, the
+    configs' cache_dir, is the session's shared dataset cache)."""
+    (tmp_path / "data").symlink_to(shared_data_cache, target_is_directory=True)
     monkeypatch.chdir(tmp_path)
     return tmp_path
 
@@ -47,3 +57,26 @@ CHEAPER_DATA = {
 @pytest.fixture
 def cheaper_data():
     return CHEAPER_DATA
+
+
+def fewer_callback_samples(config: str | os.PathLike, directory: os.PathLike, num_samples: int = 8) -> list[str]:
+    """``--config`` arguments that run ``config``'s own callbacks with at most ``num_samples`` samples each (the
+    evaluation sizes of a real run; a CLI test proves what runs and what is reported, not the statistics)."""
+    import yaml
+
+    from pdegen.io import read_config
+
+    callbacks = read_config(config).get("trainer", {}).get("callbacks", [])
+    for callback in callbacks:
+        settings = callback.get("init_args") or {}
+        if "num_samples" in settings:
+            settings["num_samples"] = min(settings["num_samples"], num_samples)
+    path = Path(directory) / f"fewer_samples_{Path(config).stem}.yaml"
+    path.write_text(yaml.safe_dump({"trainer": {"callbacks": callbacks}}))
+    return ["--config", str(path)]
+
+
+@pytest.fixture
+def fewer_samples(tmp_path):
+    """:func:`fewer_callback_samples` writing its YAML into the test's directory."""
+    return lambda config, num_samples=8: fewer_callback_samples(config, tmp_path, num_samples)

@@ -37,7 +37,7 @@ def tiny_teacher(family: str) -> Path:
 
 
 @pytest.mark.parametrize("family", FAMILIES)
-def test_every_family_distils_and_runs_its_baselines(family, workdir):
+def test_every_family_distils_and_runs_its_baselines(family, workdir, fewer_samples):
     checkpoint = tiny_teacher(family)
     config = str(ROOT / f"lightning_configs/piddm/{family}.yaml")
     cli = main(["fit", "--config", config, "--trainer.fast_dev_run=true", f"--model.init_args.teacher={checkpoint}",
@@ -47,7 +47,7 @@ def test_every_family_distils_and_runs_its_baselines(family, workdir):
 
     guided = str(ROOT / f"lightning_configs/piddm/{family}_guided.yaml")
     for method in ("diffusionpde", "dflow"):
-        test = main(["test", "--config", guided, f"--model.init_args.teacher={checkpoint}",
+        test = main(["test", "--config", guided, *fewer_samples(guided), f"--model.init_args.teacher={checkpoint}",
                      f"--model.init_args.method={method}", f"--trainer.default_root_dir=runs/{method}",
                      *CHEAP_GUIDANCE, *SMALL_DATA, *FAMILIES[family], "--data.init_args.num_samples=40"])
         assert isinstance(test.model, GuidedTeacher)
@@ -84,9 +84,10 @@ TINY_STUDENT = [*TINY, "--model.init_args.teacher=runs/quickstart/checkpoints/la
                 "--model.init_args.teacher_steps=3", "--model.init_args.task_steps=3"]
 
 
-def test_teacher_to_piddm_student_workflow_tasks_report_and_reload(workdir):
+def test_teacher_to_piddm_student_workflow_tasks_report_and_reload(workdir, fewer_samples):
     main(["fit", "--config", QUICKSTART, *TINY_TEACHER])
-    cli = main(["fit", "--config", QUICKSTART_PIDDM, *TINY_STUDENT])
+    student = [*TINY_STUDENT, *fewer_samples(QUICKSTART_PIDDM)]
+    cli = main(["fit", "--config", QUICKSTART_PIDDM, *student])
     assert {"train/data_loss", "train/residual_loss", "val/data_loss"} <= set(cli.trainer.callback_metrics)
 
     last = workdir / "runs/quickstart_piddm/checkpoints/last.ckpt"
@@ -101,7 +102,7 @@ def test_teacher_to_piddm_student_workflow_tasks_report_and_reload(workdir):
     pairs = workdir / "runs/quickstart_piddm/pairs/pairs_rank0_round0.h5"
     made = pairs.stat().st_mtime_ns
 
-    main(["test", "--config", QUICKSTART_PIDDM, *TINY_STUDENT, "--ckpt_path", "last"])
+    main(["test", "--config", QUICKSTART_PIDDM, *student, "--ckpt_path", "last"])
     assert pairs.stat().st_mtime_ns == made, "the test run reuses the pairs cached for this teacher"
     report = workdir / "runs/quickstart_piddm/report"
     metrics = json.loads((report / "metrics.json").read_text())["metrics"]
@@ -119,7 +120,7 @@ def test_teacher_to_piddm_student_workflow_tasks_report_and_reload(workdir):
 
     for path in report.glob("task_*.h5"):  # written by the test run; pdegen predict writes them again
         path.unlink()
-    main(["predict", "--config", QUICKSTART_PIDDM, *TINY_STUDENT, "--ckpt_path", "last"])
+    main(["predict", "--config", QUICKSTART_PIDDM, *student, "--ckpt_path", "last"])
     arrays, meta = read_arrays(report / "task_inverse.h5")
     assert arrays["solution"].shape == arrays["truth"].shape == (meta["num_samples"], 2, 24, 24)
     assert meta["metrics"]["nfe"] == 4 and meta["task"]["name"] == "inverse"
@@ -127,6 +128,6 @@ def test_teacher_to_piddm_student_workflow_tasks_report_and_reload(workdir):
     assert mask[:, 1].all() and not mask[:, 0].any(), "inverse: u observed, a sought"
     assert torch.equal(arrays["observed"][mask], arrays["truth"][mask]) and not arrays["observed"][~mask].any()
 
-    refined = main(["test", "--config", QUICKSTART_PIDDM, *TINY_STUDENT, "--ckpt_path", "last",
+    refined = main(["test", "--config", QUICKSTART_PIDDM, *student, "--ckpt_path", "last",
                     "--model.init_args.refine_steps=2", "--trainer.default_root_dir=runs/refined"])
     assert refined.model.nfe == 3
