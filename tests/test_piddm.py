@@ -10,7 +10,7 @@ import torch
 
 from pdegen.diffusion import Euler, GaussianDenoiser, Heun, karras_sigmas, optimize_noise, project_to_shell
 from pdegen.metrics import PDEResidualNorm, reference_residual_scales, residual_loss
-from pdegen.modules import DiffusionTeacher, GuidedTeacher, PIDDMStudent
+from pdegen.modules import DiffusionTeacher, GuidedDiffusion, PIDDMStudent
 from pdegen.nets import UNet
 from pdegen.pdes import Burgers, Darcy, Poisson
 from pdegen.tasks import ObservationTask, impose, misfit, relative_error
@@ -267,7 +267,7 @@ def test_bad_student_arguments(tmp_path):
 def test_guided_teacher_samples_and_tasks(method):
     pde = Poisson(resolution=8)
     teacher = tiny_teacher(pde)
-    guided = GuidedTeacher(teacher, method=method, num_steps=4, pde_start=0.5, dflow_steps=3, dflow_iterations=4)
+    guided = GuidedDiffusion(teacher, method=method, num_steps=4, pde_start=0.5, dflow_steps=3, dflow_iterations=4)
     samples = guided.sample(2, generator=torch.Generator().manual_seed(0))
     plain = teacher.sample(2, generator=torch.Generator().manual_seed(0))
     assert samples.shape == plain.shape and torch.isfinite(samples).all()
@@ -285,7 +285,7 @@ def test_guided_teacher_samples_and_tasks(method):
     with pytest.raises(RuntimeError, match="nothing to train"):
         guided.configure_optimizers()
     with pytest.raises(ValueError, match="unknown method"):
-        GuidedTeacher(teacher, method="dps")
+        GuidedDiffusion(teacher, method="dps")
 
 
 def test_every_residual_objective_uses_the_teachers_fixed_data_scales(tmp_path):
@@ -293,7 +293,7 @@ def test_every_residual_objective_uses_the_teachers_fixed_data_scales(tmp_path):
     the objective D-Flow's L-BFGS sees has the gradient of its value (per-sample scales held constant do not)."""
     pde = Poisson(resolution=8)
     teacher = tiny_teacher(pde)
-    guided, student = GuidedTeacher(teacher, method="dflow"), PIDDMStudent(teacher, pair_dir=str(tmp_path))
+    guided, student = GuidedDiffusion(teacher, method="dflow"), PIDDMStudent(teacher, pair_dir=str(tmp_path))
     assert guided.residual_scales == student.residual_scales == teacher.residual_scales is not None
     x = teacher.normalizer.encode(pde.generate(2, torch.Generator().manual_seed(1)))
     x = (x + 0.3 * torch.randn(x.shape, generator=torch.Generator().manual_seed(2), dtype=x.dtype)).requires_grad_()
@@ -305,14 +305,14 @@ def test_every_residual_objective_uses_the_teachers_fixed_data_scales(tmp_path):
 
     teacher.residual_scales = None
     with pytest.raises(RuntimeError, match="needs fixed residual_scales"):
-        GuidedTeacher(teacher, method="dflow").physics_loss(x)
+        GuidedDiffusion(teacher, method="dflow").physics_loss(x)
 
 
 def test_dflow_optimises_each_samples_noise_on_its_own():
     """D-Flow lowers its objective below the unoptimised Euler solve from the same noise (a no-op optimiser fails
     here), gives a sample independent of the batch it is drawn in, and reports the mean NFE over samples."""
     pde = Poisson(resolution=8)
-    guided = GuidedTeacher(tiny_teacher(pde), method="dflow", dflow_steps=3, dflow_iterations=4,
+    guided = GuidedDiffusion(tiny_teacher(pde), method="dflow", dflow_steps=3, dflow_iterations=4,
                            dflow_residual_weight=1.0)
     noise = torch.randn(3, *guided.sample_shape, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
     together = guided.sample_with(guided.generate, 3, noise=noise, batch_size=3)
@@ -344,7 +344,7 @@ def test_diffusionpde_with_the_configured_weights_follows_its_observations():
     observed = torch.where(mask, truth, 0 * truth)
 
     def misfit_rms(**weights) -> float:
-        guided = GuidedTeacher(teacher, method="diffusionpde", num_steps=32, **weights)
+        guided = GuidedDiffusion(teacher, method="diffusionpde", num_steps=32, **weights)
         solution = guided.solve_task(observed, mask, task, torch.Generator().manual_seed(0))
         gap = teacher.normalizer.encode(solution) - teacher.normalizer.encode(truth)
         return float(gap[mask].square().mean().sqrt())

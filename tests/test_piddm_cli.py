@@ -10,7 +10,7 @@ import torch
 
 from pdegen.cli import main
 from pdegen.io import read_arrays
-from pdegen.modules import DiffusionTeacher, GuidedTeacher, PIDDMStudent
+from pdegen.modules import DiffusionTeacher, GuidedDiffusion, PIDDMStudent
 from pdegen.pdes import Darcy
 from pdegen.tasks import ObservationTask, relative_error
 
@@ -50,10 +50,10 @@ def test_every_family_distils_and_runs_its_baselines(family, workdir, fewer_samp
         test = main(["test", "--config", guided, *fewer_samples(guided), f"--model.init_args.teacher={checkpoint}",
                      f"--model.init_args.method={method}", f"--trainer.default_root_dir=runs/{method}",
                      *CHEAP_GUIDANCE, *SMALL_DATA, *FAMILIES[family], "--data.init_args.num_samples=40"])
-        assert isinstance(test.model, GuidedTeacher)
+        assert isinstance(test.model, GuidedDiffusion)
         for task in ("forward", "inverse", "reconstruction"):
             summary = json.loads((workdir / f"runs/{method}/task_{task}.json").read_text())
-            assert summary["metrics"]["nfe"] >= 2 and summary["module"] == "GuidedTeacher"
+            assert summary["metrics"]["nfe"] >= 2 and summary["module"] == "GuidedDiffusion"
         metrics = json.loads((workdir / f"runs/{method}/metrics.json").read_text())["metrics"]
         assert "gen/residual_interior_rel" in metrics
 

@@ -69,12 +69,12 @@ def task_error(guided, truth: Tensor, name: str, num_points: int = 500, seed: in
 def search(teacher, truth: Tensor, observation_weights=OBSERVATION_WEIGHTS, pde_weights=PDE_WEIGHTS,
            num_steps: int | None = None, tasks=TASK_NAMES, log=print) -> dict[str, Any]:
     """Every (ζ_obs, ζ_pde) pair's task errors on ``truth``; ``{"rows": [...], "best": row}``."""
-    from pdegen.modules import GuidedTeacher
+    from pdegen.modules import GuidedDiffusion
 
     rows = []
     for observation_weight in observation_weights:
         for pde_weight in pde_weights:
-            guided = GuidedTeacher(teacher, method="diffusionpde", num_steps=num_steps,
+            guided = GuidedDiffusion(teacher, method="diffusionpde", num_steps=num_steps,
                                    observation_weight=observation_weight, pde_weight=pde_weight)
             errors = {name: task_error(guided, truth, name) for name in tasks}
             row = {"observation_weight": observation_weight, "pde_weight": pde_weight, **errors,

@@ -14,7 +14,7 @@ from .edm import (
 )
 from .gaussian import GaussianDenoiser, GaussianMixtureDenoiser, MixturePosterior
 from .guidance import OPTIMIZERS, NoiseOptimization, optimize_noise, project_to_shell
-from .pid import SCHEMES, PIDTrajectory, check_scheme, pid_grid, pid_loss, pid_prediction
+from .pid_trajectory import SCHEMES, PIDTrajectory, check_scheme, pid_grid, pid_loss, pid_prediction
 from .samplers import Euler, Guidance, Heun, Sampler, StepCallback, as_sampler, karras_sigmas
 
 __all__ = [

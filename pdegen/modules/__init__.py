@@ -4,7 +4,7 @@ from .checkpoints import load_module, save_init_arguments
 from .features import FeatureSurrogate
 from .frozen_teacher import FrozenTeacher
 from .generator import FieldModule, GeneratorModule
-from .guided import GuidedTeacher
+from .guided import GuidedDiffusion
 from .kdpinn import PINNDistillation
 from .pid import PIDStudent
 from .piddm import PIDDMStudent
@@ -12,4 +12,4 @@ from .pinn import PINN
 from .teacher import DiffusionTeacher
 
 __all__ = ["PINN", "DiffusionTeacher", "FeatureSurrogate", "FieldModule", "FrozenTeacher", "GeneratorModule",
-           "GuidedTeacher", "PIDDMStudent", "PINNDistillation", "PIDStudent", "load_module", "save_init_arguments"]
+           "GuidedDiffusion", "PIDDMStudent", "PINNDistillation", "PIDStudent", "load_module", "save_init_arguments"]

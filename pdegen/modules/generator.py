@@ -312,7 +312,7 @@ class GeneratorModule(FieldModule, metaclass=ABCMeta):
     def generate_task(self, noise: Tensor, observed: Tensor, mask: Tensor, task: ObservationTask) -> Tensor:
         """A sample agreeing with ``observed`` where ``mask`` (normalised units), from ``noise``."""
         raise NotImplementedError(f"{type(self).__name__} does not solve observation tasks; use a PIDDMStudent or a "
-                                  "GuidedTeacher (method diffusionpde or dflow)")
+                                  "GuidedDiffusion (method diffusionpde or dflow)")
 
     def task_nfe(self, task: ObservationTask) -> int:
         """Network evaluations (forward passes) per sample of :meth:`solve_task`."""

@@ -1,4 +1,4 @@
-"""GuidedTeacher: a frozen diffusion teacher sampled plainly or steered at sampling time — the
+"""GuidedDiffusion: a frozen diffusion teacher sampled plainly or steered at sampling time — the
 baselines PIDDM is compared with (the teacher alone, DiffusionPDE guidance, D-Flow)."""
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from pdegen.tasks import ObservationTask, impose, misfit
 METHODS = ("heun", "diffusionpde", "dflow")
 
 
-class GuidedTeacher(GeneratorModule):
+class GuidedDiffusion(GeneratorModule):
     """Sample a trained :class:`~pdegen.modules.DiffusionTeacher` with one of ``METHODS``; nothing
     is trained (run ``pdegen test``). Residuals R are :func:`pdegen.metrics.residual_loss` of the
     decoded sample (squared relative residual, physical units), observations are in normalised units.
@@ -58,7 +58,7 @@ class GuidedTeacher(GeneratorModule):
             raise ValueError("guidance weights must be >= 0")
         frozen = FrozenTeacher.load(teacher)
         if frozen.normalizer is None:
-            raise TypeError("GuidedTeacher needs a DiffusionTeacher (checkpoint) for its PDE and normaliser")
+            raise TypeError("GuidedDiffusion needs a DiffusionTeacher (checkpoint) for its PDE and normaliser")
         super().__init__(frozen.normalizer.num_channels, teacher=frozen, sample_batch_size=sample_batch_size)
         self.save_init_arguments(ignore=[] if isinstance(teacher, (str, os.PathLike)) else ["teacher"])
         self.method = method

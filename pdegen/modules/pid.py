@@ -28,7 +28,7 @@ class PIDStudent(GeneratorModule):
     """A one-step generator x_θ(z, σ_min) trained as a PINN on the frozen teacher's PF-ODE, data-free.
 
     Each step draws z ~ N(0, T² I) and a grid index i per sample and minimises the PID residual
-    between x_θ(z, t_i) and x_θ(z, t_{i+1}) (:mod:`pdegen.diffusion.pid`) on the N-point Karras
+    between x_θ(z, t_i) and x_θ(z, t_{i+1}) (:mod:`pdegen.diffusion.pid_trajectory`) on the N-point Karras
     grid. The training batches only set the batch size and the epoch length: their content is
     never used (held-out data serve the evaluation callbacks).
 
