@@ -9,7 +9,7 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
-from pdegen.diffusion import Heun, Sampler, as_sampler, edm_loss, karras_sigmas
+from pdegen.diffusion import Guidance, Heun, Sampler, as_sampler, edm_loss, karras_sigmas
 from pdegen.modules.checkpoints import load_module
 from pdegen.pdes import PDE
 from pdegen.transforms import ChannelNormalizer
@@ -89,10 +89,11 @@ class FrozenTeacher(nn.Module):
         """The ``num_steps``-step Karras schedule of the teacher's σ range, ending at 0."""
         return karras_sigmas(num_steps, self.sigma_min, self.sigma_max, self.rho)
 
-    def solve(self, noise: Tensor, sigmas: Tensor, sampler: Sampler) -> Tensor:
-        """The PF-ODE solved by ``sampler`` on ``sigmas`` from unit ``noise`` (scaled here by sigmas[0]), float64."""
+    def solve(self, noise: Tensor, sigmas: Tensor, sampler: Sampler, guidance: Guidance | None = None) -> Tensor:
+        """The PF-ODE solved by ``sampler`` on ``sigmas`` from unit ``noise`` (scaled here by sigmas[0]), float64,
+        with the sampler's ``guidance`` if given."""
         sigmas = sigmas.to(noise.device)
-        return sampler(self.denoiser, noise.double() * sigmas[0], sigmas)
+        return sampler(self.denoiser, noise.double() * sigmas[0], sigmas, guidance=guidance)
 
     def sample(self, noise: Tensor) -> Tensor:
         """Normalised samples from unit ``noise`` with the teacher's own sampler and steps."""

@@ -99,8 +99,7 @@ class GuidedDiffusion(GeneratorModule):
                 loss = loss + weight * ((denoised - observed) * mask).flatten(1).norm(dim=1)
             return loss
 
-        sigmas = self._sigmas(self.num_steps, noise.device)
-        return Heun()(self.teacher.denoiser, noise.double() * sigmas[0], sigmas, guidance=guidance)
+        return self.teacher.solve(noise, self.teacher.schedule(self.num_steps), Heun(), guidance=guidance)
 
     def _dflow(self, noise: Tensor, observed: Tensor | None = None, mask: Tensor | None = None,
                hard: bool = False) -> Tensor:
