@@ -12,16 +12,21 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
+from typing import Any
 
 import lightning as L
 from lightning.pytorch.cli import LightningCLI
+from lightning.pytorch.loggers import CSVLogger
 
 from pdegen import signals
 from pdegen.callbacks import RunCheckpoint, RunConfig, StopOnNonFiniteLoss
 
 
 class PdegenCLI(LightningCLI):
-    """LightningCLI with W&B kept offline unless a config switches it on, and the non-finite-loss stop."""
+    """LightningCLI with W&B kept offline unless a config switches it on, the non-finite-loss stop, and one
+    run folder: ``trainer.default_root_dir`` holds ``checkpoints/`` (:class:`~pdegen.callbacks.RunCheckpoint`),
+    ``report/`` (the reports and figures of every callback) and, when the config names no logger, the CSV
+    ``logs/``."""
 
     def add_arguments_to_parser(self, parser) -> None:
         parser.add_lightning_class_args(StopOnNonFiniteLoss, "nan_guard")
@@ -36,6 +41,11 @@ class PdegenCLI(LightningCLI):
 
     def before_instantiate_classes(self) -> None:
         os.environ.setdefault("WANDB_MODE", "offline")
+
+    def _instantiate_trainer(self, config: dict[str, Any], callbacks: list[L.Callback]) -> L.Trainer:
+        if config.get("logger") in (None, True):  # not named: CSV metrics in the run folder
+            config["logger"] = CSVLogger(config.get("default_root_dir") or os.getcwd(), name="logs")
+        return super()._instantiate_trainer(config, callbacks)
 
 
 def main(args: Sequence[str] | None = None, run: bool = True) -> PdegenCLI:

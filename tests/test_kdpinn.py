@@ -199,7 +199,7 @@ def test_every_problem_trains_teacher_and_student_through_the_cli(problem, workd
         torch.testing.assert_close(targets["teacher"](), model.distillation.teacher(points), rtol=0, atol=0)
         torch.testing.assert_close(targets["model"](), model.net(points), rtol=0, atol=0)
     assert {f"test/latency/speedup/b{b}_t{t}" for b in (1, 1000, 10000) for t in (1, 0)} <= set(metrics)
-    rows = json.loads((workdir / f"runs/kdpinn/{problem}_student/logs/version_1/latency.json").read_text())["rows"]
+    rows = json.loads((workdir / f"runs/kdpinn/{problem}_student/report/latency.json").read_text())["rows"]
     assert len(rows) == 12 and all(row["p90_ms"] >= row["median_ms"] > 0 for row in rows)
 
 

@@ -52,9 +52,9 @@ def test_every_family_distils_and_runs_its_baselines(family, workdir, fewer_samp
                      *CHEAP_GUIDANCE, *SMALL_DATA, *FAMILIES[family], "--data.init_args.num_samples=40"])
         assert isinstance(test.model, GuidedDiffusion)
         for task in ("forward", "inverse", "reconstruction"):
-            summary = json.loads((workdir / f"runs/{method}/task_{task}.json").read_text())
+            summary = json.loads((workdir / f"runs/{method}/report/task_{task}.json").read_text())
             assert summary["metrics"]["nfe"] >= 2 and summary["module"] == "GuidedDiffusion"
-        metrics = json.loads((workdir / f"runs/{method}/metrics.json").read_text())["metrics"]
+        metrics = json.loads((workdir / f"runs/{method}/report/metrics.json").read_text())["metrics"]
         assert "gen/residual_interior_rel" in metrics
 
 
@@ -128,6 +128,9 @@ def test_teacher_to_piddm_student_workflow_tasks_report_and_reload(workdir, fewe
     assert mask[:, 1].all() and not mask[:, 0].any(), "inverse: u observed, a sought"
     assert torch.equal(arrays["observed"][mask], arrays["truth"][mask]) and not arrays["observed"][~mask].any()
 
+    # the same checkpoint tested with other settings into another run folder (its checkpoints/ linked there)
+    (workdir / "runs/refined").mkdir()
+    (workdir / "runs/refined/checkpoints").symlink_to(workdir / "runs/quickstart_piddm/checkpoints")
     refined = main(["test", "--config", QUICKSTART_PIDDM, *student, "--ckpt_path", "last",
                     "--model.init_args.refine_steps=2", "--trainer.default_root_dir=runs/refined"])
     assert refined.model.nfe == 3

@@ -89,14 +89,8 @@ def set_callback_args(config: dict, name: str, **args: Any) -> None:
 
 
 def retarget(config: dict, root: Path) -> dict:
-    """Send every output of ``config`` (logs, checkpoints, reports) under ``root``."""
-    trainer = config["trainer"]
-    trainer["default_root_dir"] = str(root)
-    if isinstance(trainer.get("logger"), dict):
-        trainer["logger"].setdefault("init_args", {})["save_dir"] = str(root)
-    set_callback_args(config, "RunCheckpoint", dirpath=str(root / "checkpoints"))
-    for name in ("PDEResidualCallback", "TaskCallback"):
-        set_callback_args(config, name, output_dir=str(root / "report"))
+    """Send every output of ``config`` (logs, checkpoints, reports: the run folder) under ``root``."""
+    config["trainer"]["default_root_dir"] = str(root)
     return config
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +20,8 @@ LOCK = ".pdegen-fit.lock"
 class RunCheckpoint(ModelCheckpoint):
     """Lightning's ``ModelCheckpoint`` (same arguments) with a folder that belongs to one run:
 
+    * ``dirpath`` defaults to ``checkpoints/`` in the run folder (``trainer.default_root_dir``), not in
+      the logger's versioned folder, so ``--ckpt_path last`` finds what the last ``fit`` wrote;
     * one fixed last-checkpoint name: ``last.ckpt`` is replaced, never joined by ``last-v1.ckpt``
       (which ``--ckpt_path last`` would then pick without a word);
     * a fresh ``fit`` refuses a folder that holds checkpoints unless it resumes (``--ckpt_path``) or is
@@ -41,6 +44,18 @@ class RunCheckpoint(ModelCheckpoint):
         self._lock: Path | None = None
 
     # ------------------------------------------------------------------ one run per folder
+    def _use_run_folder(self, trainer: L.Trainer) -> None:
+        if self.dirpath is None:
+            self.dirpath = os.path.realpath(os.path.join(trainer.default_root_dir, "checkpoints"))
+
+    def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        self._use_run_folder(trainer)
+        super().setup(trainer, pl_module, stage)
+
+    def _find_last_checkpoints(self, trainer: L.Trainer) -> set[str]:
+        self._use_run_folder(trainer)  # `--ckpt_path last` is resolved before the callbacks' setup
+        return super()._find_last_checkpoints(trainer)
+
     def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         super().on_fit_start(trainer, pl_module)
         if trainer.fast_dev_run:
@@ -66,7 +81,7 @@ class RunCheckpoint(ModelCheckpoint):
                 self._release_lock()
                 return (f"{folder} already holds checkpoints of another run ({', '.join(p.name for p in existing)}): "
                         "resume it with --ckpt_path last, replace it with --overwrite, or write elsewhere "
-                        "(--trainer.default_root_dir and the checkpoint dirpath)")
+                        "(--trainer.default_root_dir)")
             for path in existing:
                 path.unlink()
         return None

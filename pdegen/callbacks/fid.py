@@ -9,7 +9,8 @@ import torch
 from torch import Tensor, nn
 from torchmetrics.image.fid import FrechetInceptionDistance
 
-from pdegen.callbacks.heldout import HeldOutEvaluation, progress_shown
+from pdegen.callbacks.heldout import HeldOutEvaluation
+from pdegen.callbacks.outputs import progress_shown
 
 INCEPTION_FILE = "pt_inception-2015-12-05-6726825d.pth"
 """The torch-fidelity InceptionV3 weights file ``features: inception`` reads (never downloaded)."""

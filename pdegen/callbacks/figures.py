@@ -7,7 +7,8 @@ import torch
 from lightning.pytorch.utilities import rank_zero_only
 from torch import Tensor
 
-from pdegen.callbacks.heldout import HeldOutEvaluation, last_plane, publish_figure, results_dir
+from pdegen.callbacks.heldout import HeldOutEvaluation
+from pdegen.callbacks.outputs import last_plane, publish_figure, results_dir
 from pdegen.metrics import radial_power_spectrum
 from pdegen.plotting import sample_figure, spectrum_figure
 
@@ -24,7 +25,7 @@ class SampleFigures(HeldOutEvaluation):
       ground truth (a generator that misses small scales falls off early).
 
     Images go to every W&B / TensorBoard logger, else (CSV logger) to PNG files in ``output_dir``
-    (default: the trainer's log dir), named ``<stage>_samples_epoch<E>.png`` and ``..._spectra_...``;
+    (default: ``report/`` in the run folder), named ``<stage>_samples_epoch<E>.png`` and ``..._spectra_...``;
     rank 0 only.
     """
 

@@ -12,7 +12,7 @@ from lightning.pytorch.loggers import WandbLogger
 
 from pdegen import progress
 from pdegen.benchmarking import latency_ms, torch_threads
-from pdegen.callbacks.heldout import progress_shown, results_dir
+from pdegen.callbacks.outputs import progress_shown, results_dir
 from pdegen.callbacks.provenance import provenance
 from pdegen.io import write_text_atomic
 
@@ -32,7 +32,7 @@ class LatencyCallback(L.Callback):
     samples_per_s}``, ``test/latency/<name>/nfe`` (network evaluations per sample, from
     ``module.latency_nfe()`` where it has one) and ``test/latency/speedup/b<batch>_t<threads>`` (teacher
     median / model median); put in the summary of every W&B run, and written to ``latency.json`` in
-    ``output_dir`` (default: the trainer's log directory).
+    ``output_dir`` (default: ``report/`` in the run folder).
     """
 
     def __init__(self, batch_sizes: Sequence[int] = (1, 1000, 10000), threads: Sequence[int] = (1, 0),

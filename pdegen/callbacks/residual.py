@@ -14,7 +14,8 @@ from lightning.pytorch.utilities import rank_zero_only
 from torch import Tensor
 
 from pdegen.benchmarking import best_time
-from pdegen.callbacks.heldout import HeldOutEvaluation, last_plane, progress_shown, publish_figure, results_dir
+from pdegen.callbacks.heldout import HeldOutEvaluation
+from pdegen.callbacks.outputs import last_plane, progress_shown, publish_figure, results_dir
 from pdegen.callbacks.provenance import provenance
 from pdegen.diffusion import Euler, Heun, Sampler
 from pdegen.io import write_text_atomic
@@ -79,7 +80,7 @@ class PDEResidualCallback(HeldOutEvaluation):
       an image for W&B/TensorBoard, else a PNG in ``output_dir``.
 
     The test epoch also writes ``metrics.json``, ``samples.png`` and ``report.md`` to ``output_dir``
-    (default: the trainer's log dir) and logs the metrics as the W&B table ``test/metrics``. The
+    (default: ``report/`` in the run folder) and logs the metrics as the W&B table ``test/metrics``. The
     evaluation runs at the loop's last batch, so it sees the EMA weights whatever the order of the
     callbacks.
     """

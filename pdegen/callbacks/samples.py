@@ -9,14 +9,14 @@ import lightning as L
 import torch
 from lightning.pytorch.callbacks import BasePredictionWriter
 
-from pdegen.callbacks.heldout import results_dir
+from pdegen.callbacks.outputs import results_dir
 from pdegen.callbacks.provenance import provenance
 from pdegen.io import DatasetWriter, check_output
 
 
 class SampleWriter(BasePredictionWriter):
     """At the end of ``pdegen predict``, writes every generated sample (physical units, float64) to
-    ``path`` (default ``<log dir>/samples.h5``) as a pdegen dataset file: one HDF5 dataset per channel
+    ``path`` (default ``<run folder>/report/samples.h5``) as a pdegen dataset file: one HDF5 dataset per channel
     ``(N, *grid)``, the PDE in the attributes, plus the module, its NFE and the checkpoint. It appears
     under its name only when complete, reads with ``pdegen.io.load_samples`` and can train a
     ``PDEDataModule(file=...)``. Under DDP the ranks' samples are gathered and rank 0 writes them in

@@ -11,7 +11,7 @@ from lightning.pytorch.utilities import rank_zero_only
 from torch import Tensor
 
 from pdegen.benchmarking import best_time
-from pdegen.callbacks.heldout import progress_shown, results_dir
+from pdegen.callbacks.outputs import progress_shown, results_dir
 from pdegen.callbacks.provenance import provenance
 from pdegen.io import write_arrays_atomic, write_text_atomic
 from pdegen.metrics import PDEResidualNorm
@@ -35,7 +35,7 @@ class TaskCallback(Callback):
     Writes ``task_<name>.json``, ``task_<name>.png`` (solutions beside the ground truth, with
     residual maps) and ``task_<name>.h5`` (datasets ``solution``, ``truth``, ``observed``, ``mask``:
     physical units, ``(N, C, *grid)``; the JSON summary in the ``meta`` attribute) to ``output_dir``
-    (default: the trainer's log dir). Under ``pdegen predict`` (the test split) the same files are
+    (default: ``report/`` in the run folder). Under ``pdegen predict`` (the test split) the same files are
     written and nothing is logged.
     """
 
