@@ -25,7 +25,7 @@ class EMAWeightAveraging(LightningEMA):
     """Lightning's ``EMAWeightAveraging`` (same arguments) with :func:`exact_ema`: a student's frozen teacher
     and the normaliser's statistics stay bit-identical in the averaged weights, so a student checkpoint holds
     exactly the teacher it was distilled from (and the teacher pairs cached under its fingerprint are reused at
-    test time instead of regenerated). Lightning's update drifted them by ~1e-6 relative in a few hundred steps."""
+    test time instead of regenerated); Lightning's update drifts them (docs/measurements.md)."""
 
     def __init__(self, device: torch.device | str | int | None = None, use_buffers: bool = True, decay: float = 0.999,
                  update_every_n_steps: int = 1, update_starting_at_step: int | None = None,

@@ -59,7 +59,7 @@ class PIDDMStudent(GeneratorModule):
             learns the teacher's map and then trades data fit for physics. The residual is stiff
             (∝ h⁻² for a second-order operator): at full weight from the first step its gradient
             can throw a teacher-initialised student far from the pairs, where it settles in a poor
-            compromise (seen on Darcy 32² at λ_train = 1).
+            compromise (docs/measurements.md).
         teacher_steps, teacher_sampler: N_s and the teacher's :class:`~pdegen.diffusion.Sampler` for the pairs
             (default and paper: Euler, 100).
         sample_batch_size: samples per network batch in :meth:`sample` and pair generation.

@@ -59,9 +59,8 @@ class DiffusionTeacher(GeneratorModule):
             PDE attached (a DataModule with a ``pde``, a checkpoint, or :meth:`attach_pde`).
         residual_weighting: ``c_skip`` or ``uniform`` (above).
         init_from: checkpoint of a trained DiffusionTeacher of the same architecture whose weights start
-            this one (PIDM fine-tunes the plain teacher: from scratch, the posterior mean of the untrained
-            network has residuals of 1e3 to 1e9 on Darcy, whose gradient wrecked the EDM loss, 1 → 10,
-            even with λ ramped up from 0; measured at CPU scale).
+            this one (PIDM fine-tunes the plain teacher: from scratch, the residual of the untrained
+            network's posterior mean is huge and its gradient wrecks the EDM loss; docs/measurements.md).
     """
 
     def __init__(self, net: nn.Module, sigma_data: float = 1.0, p_mean: float = -1.2, p_std: float = 1.2,

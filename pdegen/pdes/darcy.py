@@ -19,14 +19,13 @@ Solvers (both float64, both satisfy the discrete equations to round-off):
 
 * ``"scipy"``: per sample, LAPACK's symmetric banded Cholesky (``?pbsv``, natural ordering,
   bandwidth R - 2, OpenBLAS held to one thread), large batches split over a fork process pool
-  (one worker per usable core).  Measured on the 2-core CI-class VM (``tools/bench_darcy.py``,
-  nothing else running): at 64² ≈ 320 samples/s in one process and ≈ 355/s with two workers,
-  3.1× the naive per-sample ``spsolve`` (≈ 115/s); at 128² ≈ 42/s and ≈ 66/s (3.0×).  On a
-  loaded machine the pool can be slower than one process (``num_workers=1``).
+  (one worker per usable core); about 3× a per-sample ``spsolve`` (``tools/bench_darcy.py``,
+  figures in docs/measurements.md).  On a loaded machine the pool can be slower than one process
+  (``num_workers=1``).
 * ``"torch"``: batched preconditioned conjugate gradients over the whole batch, preconditioned
   by the exact inverse of the constant-coefficient 5-point Laplacian (a fast sine transform
-  built on ``torch.fft``), so the condition number is at most max(a) / min(a) and 25-30
-  iterations reach a relative residual of 1e-12 (measured at 64², 128², 256²).  Runs on any
+  built on ``torch.fft``), so the condition number is at most max(a) / min(a) and a few dozen
+  iterations reach a relative residual of 1e-12 at 64²-256².  Runs on any
   device; the GPU path.
 * ``"auto"``: torch for CUDA inputs, scipy otherwise.
 """
@@ -60,8 +59,8 @@ FACE_AVERAGES: dict[str, Callable[[Any, Any], Any]] = {
 SOLVERS = ("auto", "scipy", "torch")
 MIN_WORK_PER_WORKER = 16 * 62**4
 """The scipy path forks a process pool only when each worker gets at least this much banded
-Cholesky work, counted as samples × (R - 2)⁴: 16 samples at 64², 1 at 128² (starting the pool
-costs ~30-60 ms, one 64² solve ~3-4 ms, the cost grows as (R - 2)⁴)."""
+Cholesky work, counted as samples × (R - 2)⁴: 16 samples at 64², 1 at 128² (starting the pool costs
+about ten 64² solves, docs/measurements.md; a solve's cost grows as (R - 2)⁴)."""
 
 
 class Stencil(NamedTuple):

@@ -41,10 +41,9 @@ Solvers (float64, discrete equations to round-off, ``p`` with zero trapezoidal m
   pinned to 0, then shifted to zero mean.
 * ``"auto"``: torch for CUDA inputs, scipy otherwise.
 
-Measured at 64² on the shared 2-core VM (one thread, other jobs running, so rough): scipy
-≈ 110 samples/s; torch ≈ 4 samples/s on CPU, as PCG needs 190-290 iterations to reach 1e-12 for
-σ = 1 (the constant-coefficient preconditioner bounds the condition number by max K / min K,
-here 400-1700), against one iteration for constant K.  Drawing K costs ≈ 1.3 ms per sample.
+On a CPU scipy is much the faster (docs/measurements.md): PCG needs hundreds of iterations at
+σ = 1, as the constant-coefficient preconditioner bounds the condition number only by max K / min K,
+against one iteration for constant K.
 
 Departures from PIDM's generator (``src/darcy_data_generation.py``): PIDM keeps the 64 leading
 Karhunen–Loève modes of G (≈ 65 % of its variance at ℓ = 0.1, so its K is smoother) and solves a

@@ -56,8 +56,7 @@ TIME_ORDERS = (2, 4)
 MIN_VALUES_PER_THREAD = 2**15
 """A CPU solve uses one torch thread per this many grid values of a state (128 trajectories at
 R = 256), at most torch's thread count: the per-step FFTs of small batches lose to thread hand-offs
-(measured on a 2-core VM: 64 trajectories ran 2× faster on 1 thread than on 2, 256 trajectories
-1.5× faster on 2 threads than on 1)."""
+(docs/measurements.md)."""
 
 
 class KuramotoSivashinsky(PDE):

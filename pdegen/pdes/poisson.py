@@ -16,10 +16,8 @@ Discretisation: the 5-point Laplacian at the interior nodes,
 with ``u = 0`` at the boundary nodes (the boundary values of ``f`` are stored but do not enter).
 Second order for smooth solutions.  Solver: the exact solve of this system by the discrete sine
 transform (:func:`~.sine.solve_shifted_laplacian`), batched in torch, float64, any device, so
-stored data has residual at round-off (relative ≈ 1e-12 at 128²).  Throughput on the 2-core CPU
-VM (``tools/bench_poisson.py``, GRF sampling included, batches of 256-1024): 770-960 samples/s,
-10-13 s per 10,000 samples, 2-3× a per-sample ``scipy.fft.dstn`` solve that leaves out the
-sampling; the GRF's float64 normal draws alone take ≈ 3.4 s of it.
+stored data has residual at round-off (relative ≈ 1e-12 at 128²).  Throughput: ``tools/bench_poisson.py``
+(figures in docs/measurements.md).
 
 The discrete system is singular where ``k²`` equals an eigenvalue ``μ_j + μ_l`` of ``-Δ_h``
 (:func:`~.sine.shifted_laplacian_spectrum`; the constructor raises).  Near a *continuous*

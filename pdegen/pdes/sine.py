@@ -16,9 +16,9 @@ The DST-I matrix ``Q_ij = sqrt(2 / (m + 1)) sin(π i j / (m + 1))`` is symmetric
     (Δ_h + σ) u = f   ⇔   u = Q_1 [ (Q_1 f Q_2) / (σ - μ_j - μ_l) ] Q_2,
 
 an exact (round-off) direct solve.  The transform runs either as dense matmuls with the cached
-``Q`` (``O(m³)`` per sample but BLAS-fast: 2-3× faster than the FFT at m = 126 on a 2-core CPU)
-or through ``torch.fft`` (``O(m² log m)``, used above :data:`MATMUL_MAX_SIZE` interior points per
-axis, near the measured crossover).
+``Q`` (``O(m³)`` per sample but BLAS-fast, the faster at moderate m) or through ``torch.fft``
+(``O(m² log m)``, used above :data:`MATMUL_MAX_SIZE` interior points per axis, near the measured
+crossover: docs/measurements.md).
 """
 
 from __future__ import annotations
@@ -34,8 +34,7 @@ from torch import Tensor
 
 MATMUL_MAX_SIZE = 512
 """``method="auto"`` transforms axes of at most this many interior points by dense matmul, longer
-ones by FFT (measured per transform on a 2-core CPU: matmul 1.1-4× faster at m = 62..510, the
-FFT ≈ 1.8× faster at m = 1022)."""
+ones by FFT (the measured crossover: docs/measurements.md)."""
 METHODS = ("auto", "matmul", "fft")
 CPU_CHUNK_BYTES = 16 * 2**20
 """The size of the pieces a CPU batch is transformed in (:func:`batch_chunks`, :func:`map_batch`):

@@ -1,8 +1,8 @@
 """CPU thread control for the batched solvers.
 
-On small per-sample tensors torch's intra-op threads spin-wait on each other, and on a loaded
-2-core machine this made solves 10-30× slower (measured by the Burgers, KS and Kolmogorov
-solvers); solvers therefore run torch with few threads and split batches themselves.
+On small per-sample tensors torch's intra-op threads spin-wait on each other, which made solves on
+a loaded machine many times slower (docs/measurements.md); solvers therefore run torch with few
+threads and split batches themselves.
 """
 
 from __future__ import annotations
@@ -43,8 +43,8 @@ def usable_cpus() -> int:
 def single_threaded_blas() -> Iterator[None]:
     """Run OpenBLAS single-threaded inside the block, then restore its thread counts.
 
-    The banded Cholesky at these sizes gains nothing from BLAS threads, and on a 2-core VM their
-    hand-offs made a 128² solve take 8 s instead of 20 ms (and two pool workers with two threads
+    The banded Cholesky at these sizes gains nothing from BLAS threads, whose hand-offs made a 128²
+    solve hundreds of times slower (docs/measurements.md; and two pool workers with two threads
     each oversubscribe the cores).  Finds the loaded OpenBLAS builds (numpy's, scipy's) in
     /proc/self/maps, as threadpoolctl does; a no-op elsewhere or for other BLAS libraries.
     Changes a process-wide setting: BLAS calls from other Python threads meanwhile also run
