@@ -41,7 +41,7 @@ def test_generator_latency_times_the_teacher_with_its_own_sampler_and_steps(tmp_
     student's 6-point distillation grid (10 NFE): the timed teacher call returns the teacher's own samples."""
     teacher = tiny_teacher(num_steps=3)
     student = PIDStudent(teacher, num_points=6)
-    assert student.reference_nfe(Heun()) == 10 and teacher.nfe == 5, "the two teacher samplers differ"
+    assert student.grid_teacher_nfe(Heun()) == 10 and teacher.nfe == 5, "the two teacher samplers differ"
     targets = student.latency_targets(4)
     own = teacher.sample(4, generator=torch.Generator().manual_seed(0), batch_size=4)
     torch.testing.assert_close(targets["teacher"](), own, rtol=0, atol=0)

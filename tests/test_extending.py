@@ -70,7 +70,7 @@ def test_a_toy_student_by_the_recipe_trains_samples_and_meets_its_teacher():
     assert set(student.latency_targets(2)) == {"model", "teacher"}
     assert student.distillation_sigmas is None
     with pytest.raises(TypeError, match="distils no σ grid"):
-        student.reference_sample(2)
+        student.grid_teacher_sample(2)
 
 
 def test_a_generator_that_leaves_out_a_member_cannot_be_built():

@@ -278,10 +278,10 @@ def test_reference_samples_are_the_teachers_euler_solve_from_the_same_noise():
     student = PIDStudent(teacher, num_points=6)
     draws = student.sample_with(lambda x: x, 3, generator=torch.Generator().manual_seed(4))
     eps = teacher.normalizer.encode(draws)
-    reference = student.reference_sample(3, generator=torch.Generator().manual_seed(4), sampler=Euler())
+    reference = student.grid_teacher_sample(3, generator=torch.Generator().manual_seed(4), sampler=Euler())
     expected = teacher.normalizer.decode(Euler()(teacher.denoiser, 80.0 * eps, pid_grid(6)))
     assert torch.allclose(reference, expected, atol=1e-10)
-    assert student.reference_nfe(Euler()) == 5 and student.reference_nfe(Heun()) == 10
+    assert student.grid_teacher_nfe(Euler()) == 5 and student.grid_teacher_nfe(Heun()) == 10
     one_step = student.sample(3, generator=torch.Generator().manual_seed(4))
     assert one_step.shape == (3, 2, 8, 8) and one_step.dtype == torch.float64 and student.nfe == 1
 

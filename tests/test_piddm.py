@@ -158,7 +158,7 @@ def train(student: PIDDMStudent, steps: int, lr: float = 3e-3) -> PIDDMStudent:
 def test_pairs_are_the_teachers_samples_cached_and_reused(tmp_path):
     student = student_for(Darcy(resolution=8), tmp_path)
     pairs = student._pairs
-    direct = student.reference_generate(pairs["noise"][:3].double(), Euler())
+    direct = student.grid_teacher_generate(pairs["noise"][:3].double(), Euler())
     assert torch.allclose(pairs["sample"][:3].double(), direct, atol=1e-5)
     files = list(tmp_path.glob("pairs_rank0_round0.h5"))
     assert len(files) == 1
@@ -205,7 +205,7 @@ def test_students_samples_refinement_and_teacher_reference(tmp_path):
     one_step = student.sample(3, generator=generator)
     noise = torch.randn(3, *student.sample_shape, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
     assert torch.allclose(one_step, student.normalizer.decode(student.d(noise.float()).double()))
-    assert student.nfe == 1 and student.reference_nfe(Heun()) == 7
+    assert student.nfe == 1 and student.grid_teacher_nfe(Heun()) == 7
     refined = student_for(Darcy(resolution=8), tmp_path, refine_steps=10, refine_lr=0.1)
     polished = refined.sample(3, generator=torch.Generator().manual_seed(0))
     assert refined.nfe == 11

@@ -55,7 +55,7 @@ def training_rates(teacher: DiffusionTeacher, student: PIDStudent, batch: torch.
 def sampling_rates(teacher: DiffusionTeacher, student: PIDStudent, batch_size: int, repeats: int) -> list[float]:
     cuda = teacher.device.type == "cuda"
     draws = [lambda: teacher.sample(batch_size, batch_size=batch_size),
-             lambda: student.reference_sample(batch_size, sampler=Euler(), batch_size=batch_size),
+             lambda: student.grid_teacher_sample(batch_size, sampler=Euler(), batch_size=batch_size),
              lambda: student.sample(batch_size, batch_size=batch_size)]
     return [items_per_second(draw, batch_size, repeats, warmup=1, cuda=cuda) for draw in draws]
 

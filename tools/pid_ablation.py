@@ -103,7 +103,7 @@ def darcy_rows(args: argparse.Namespace) -> list[dict]:
             with torch.no_grad():
                 one_step = student.generate(eps)
                 if euler is None:
-                    euler = student.reference_generate(eps, Euler())
+                    euler = student.grid_teacher_generate(eps, Euler())
             residual = PDEResidualNorm(pde).to(device)
             residual.update(student.normalizer.decode(one_step))
             rows.append({"problem": "darcy", "scheme": scheme, "N": n, "student_error": rmse(one_step, reference),

@@ -9,9 +9,13 @@ from torch import Tensor
 
 
 class HeldOutEvaluation(Callback):
-    """Every ``every_n_epochs`` validation epochs (not the sanity check) and every test epoch:
-    :meth:`begin`, then :meth:`add_reference` with each batch, then :meth:`evaluate` at the last
-    batch, which runs inside the EMA weight swap whatever the order of the callbacks."""
+    """In each loop of :attr:`stages` (validation every ``every_n_epochs`` epochs, not the sanity check;
+    every test and predict epoch): :meth:`begin`, then :meth:`add_reference` with each batch, then
+    :meth:`evaluate` at the last batch, which runs inside the EMA weight swap whatever the order of the
+    callbacks."""
+
+    stages: tuple[str, ...] = ("val", "test")
+    """The loops evaluated: any of ``val``, ``test`` and ``predict``."""
 
     def __init__(self, every_n_epochs: int = 1) -> None:
         if every_n_epochs < 1:
@@ -29,7 +33,9 @@ class HeldOutEvaluation(Callback):
         raise NotImplementedError
 
     def _active(self, trainer: L.Trainer, stage: str) -> bool:
-        if stage == "test":
+        if stage not in self.stages:
+            return False
+        if stage != "val":
             return True
         return not trainer.sanity_checking and (trainer.current_epoch + 1) % self.every_n_epochs == 0
 
@@ -58,3 +64,9 @@ class HeldOutEvaluation(Callback):
 
     def on_test_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0) -> None:
         self._batch_end(trainer, pl_module, batch, batch_idx, trainer.num_test_batches[dataloader_idx], "test")
+
+    def on_predict_epoch_start(self, trainer, pl_module) -> None:
+        self._start(trainer, pl_module, "predict")
+
+    def on_predict_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0) -> None:
+        self._batch_end(trainer, pl_module, batch, batch_idx, trainer.num_predict_batches[dataloader_idx], "predict")

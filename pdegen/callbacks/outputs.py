@@ -11,6 +11,7 @@ from lightning.pytorch.loggers import TensorBoardLogger, WandbLogger
 from torch import Tensor
 
 from pdegen import progress
+from pdegen.benchmarking import best_time
 from pdegen.plotting import close_figure, figure_to_array, save_figure
 
 
@@ -49,3 +50,10 @@ def publish_figure(trainer: L.Trainer, key: str, fig, png: Path, always_png: boo
         return save_figure(fig, png)
     close_figure(fig)
     return None
+
+
+def timed_draw(pl_module: L.LightningModule, draw, label: str) -> tuple[Tensor, float]:
+    """``draw()`` and its wall-clock seconds (the GPU synchronised around it), under a progress bar ``label``."""
+    with progress_shown(pl_module.trainer, label):
+        seconds, _, samples = best_time(draw, sync=pl_module.device.type == "cuda")
+    return samples, seconds

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 import json
 from pathlib import Path
 from typing import Any
@@ -13,11 +12,11 @@ from lightning.pytorch.loggers import WandbLogger
 from lightning.pytorch.utilities import rank_zero_only
 from torch import Tensor
 
-from pdegen.benchmarking import best_time
+from pdegen.callbacks.comparison import TeacherComparison
 from pdegen.callbacks.heldout import HeldOutEvaluation
-from pdegen.callbacks.outputs import last_plane, progress_shown, publish_figure, results_dir
+from pdegen.callbacks.outputs import last_plane, publish_figure, results_dir, timed_draw
 from pdegen.callbacks.provenance import provenance
-from pdegen.diffusion import Euler, Heun, Sampler
+from pdegen.diffusion import Sampler
 from pdegen.io import write_text_atomic
 from pdegen.metrics import MarginalWasserstein, MomentErrors, PDEResidualNorm
 from pdegen.plotting import sample_figure
@@ -65,17 +64,11 @@ class PDEResidualCallback(HeldOutEvaluation):
       residual can be won by leaving the data's support, e.g. a smooth coefficient where the data are
       two-valued); ``gt`` is again the floor;
     - ``{stage}/nfe`` and ``{stage}/seconds_per_sample``;
-    - for a module holding a diffusion teacher (a student, e.g. :class:`~pdegen.modules.PIDDMStudent`) and
-      ``teacher=True``: the same figures for the teacher's samples from the same noise with *its own*
-      configured sampler and steps (``{stage}/teacher/...``: what a user of the teacher gets), its NFE and
-      time at the same batch size in this process, and the speed-up ``teacher/speedup`` (teacher time /
-      module time);
-    - for a distilled student (a module with ``distillation_sigmas``), the teacher's *grid-matched* samples
-      from the same noise with each of ``teacher_samplers`` (default Euler and Heun) on the student's
-      distillation grid (``{stage}/teacher_<sampler name>/...``, NFE and time): how faithfully the student
-      reproduces what it distilled, with ``teacher_<sampler>/gap_rmse``, the mean over samples of the RMS
-      difference between student and teacher sample in normalised units (per-channel std); never a speed-up.
-      The teacher's samples are computed once per run (the teacher is frozen) and reused;
+    - for a student, the same figures for its teacher's samples from the same noise
+      (:class:`~pdegen.callbacks.comparison.TeacherComparison`): with the teacher's own sampler and steps
+      (``{stage}/teacher/...``, unless ``teacher=False``; its NFE, time at the same batch size in this process
+      and ``teacher/speedup``) and, for a distilled student, on the student's grid with each of
+      ``teacher_samplers`` (``{stage}/teacher_<sampler name>/...`` and ``gap_rmse``; never a speed-up);
     - a figure of samples and residual maps (for 3-D grids, of the last plane, e.g. the final state):
       an image for W&B/TensorBoard, else a PNG in ``output_dir``.
 
@@ -96,9 +89,7 @@ class PDEResidualCallback(HeldOutEvaluation):
         self.num_figure_samples = num_figure_samples
         self.output_dir = output_dir
         self.log_images = log_images
-        self.teacher = teacher
-        self.teacher_samplers = [Euler(), Heun()] if teacher_samplers is None else list(teacher_samplers)
-        self._references: dict[tuple, tuple[Tensor, float]] = {}
+        self.comparison = TeacherComparison(own_sampler=teacher, samplers=teacher_samplers)
         self._state: _StageState | None = None
         self.last_results: dict[str, float] = {}
 
@@ -106,64 +97,23 @@ class PDEResidualCallback(HeldOutEvaluation):
         if getattr(pl_module, "pde", None) is None:
             raise RuntimeError("PDEResidualCallback needs a generator module with a PDE attached "
                                "(a DataModule that has `pde`, or a pdegen checkpoint)")
-        sides = ["gen", "gt", *(["teacher"] if self._own_teacher(pl_module) else []),
-                 *(f"teacher_{sampler.name}" for sampler in self._samplers_for(pl_module))]
+        sides = ["gen", "gt", *self.comparison.sides(pl_module)]
         self._state = _StageState(pl_module.pde, pl_module.device, self.num_figure_samples, sides)
 
     def add_reference(self, batch: Tensor) -> None:
         self._state.add_reference(batch, self.num_samples)
 
     # ------------------------------------------------------------------ evaluation
-    def _samplers_for(self, pl_module: L.LightningModule) -> list[Sampler]:
-        return self.teacher_samplers if getattr(pl_module, "distillation_sigmas", None) is not None else []
-
-    def _own_teacher(self, pl_module: L.LightningModule) -> bool:
-        return self.teacher and getattr(pl_module, "teacher", None) is not None
-
-    @staticmethod
-    def _timed(pl_module: L.LightningModule, draw, label: str) -> tuple[Tensor, float]:
-        """``draw()`` and its wall-clock seconds, synchronising the GPU around it; a progress bar ``label``."""
-        with progress_shown(pl_module.trainer, label):
-            seconds, _, samples = best_time(draw, sync=pl_module.device.type == "cuda")
-        return samples, seconds
-
-    def _teacher_samples(self, pl_module: L.LightningModule, sampler: Sampler | None,
-                         seed: int) -> tuple[Tensor, float]:
-        """The teacher's samples from the noise of ``seed`` and their seconds: with its own sampler (``None``)
-        or with ``sampler`` on the student's grid."""
-        key = (repr(sampler), self.num_samples, seed, str(pl_module.device))
-        if key not in self._references:
-            generator = torch.Generator(device=pl_module.device).manual_seed(seed)
-            if sampler is None:
-                draw = functools.partial(pl_module.teacher_sample, self.num_samples, generator=generator)
-            else:
-                draw = functools.partial(pl_module.reference_sample, self.num_samples, generator=generator,
-                                         sampler=sampler)
-            side = f"teacher_{sampler.name}" if sampler else "teacher"
-            self._references[key] = self._timed(pl_module, draw, f"{side_label(side)} samples")
-        return self._references[key]
-
     def evaluate(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
         state, pde = self._state, pl_module.pde
         seed = self.seed + trainer.global_rank
         generator = torch.Generator(device=pl_module.device).manual_seed(seed)
-        generated, seconds = self._timed(pl_module, lambda: pl_module.sample(self.num_samples, generator=generator),
-                                         "generated samples")
+        generated, seconds = timed_draw(pl_module, lambda: pl_module.sample(self.num_samples, generator=generator),
+                                        "generated samples")
         results: dict[str, float] = {"nfe": float(pl_module.nfe), "seconds_per_sample": seconds / self.num_samples}
-        sets = {"gen": generated}
-        if self._own_teacher(pl_module):
-            sets["teacher"], teacher_seconds = self._teacher_samples(pl_module, None, seed)
-            results |= {"teacher/nfe": float(pl_module.teacher_nfe),
-                        "teacher/seconds_per_sample": teacher_seconds / self.num_samples,
-                        "teacher/speedup": teacher_seconds / seconds}
-        generated_normalized = pl_module.normalizer.encode(generated)
-        for sampler in self._samplers_for(pl_module):
-            side = f"teacher_{sampler.name}"
-            sets[side], teacher_seconds = self._teacher_samples(pl_module, sampler, seed)
-            normalized_gap = generated_normalized - pl_module.normalizer.encode(sets[side])
-            results |= {f"{side}/nfe": float(pl_module.reference_nfe(sampler)),
-                        f"{side}/seconds_per_sample": teacher_seconds / self.num_samples,
-                        f"{side}/gap_rmse": float(normalized_gap.flatten(1).square().mean(1).sqrt().mean())}
+        teacher_sets, teacher_results = self.comparison.compare(pl_module, generated, seconds, seed)
+        sets = {"gen": generated, **teacher_sets}
+        results |= teacher_results
 
         independent = self._independent_ground_truth(trainer, pl_module)
         if independent is not None:

@@ -6,11 +6,11 @@ import json
 
 import lightning as L
 import torch
-from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.utilities import rank_zero_only
 from torch import Tensor
 
 from pdegen.benchmarking import best_time
+from pdegen.callbacks.heldout import HeldOutEvaluation
 from pdegen.callbacks.outputs import progress_shown, results_dir
 from pdegen.callbacks.provenance import provenance
 from pdegen.io import write_arrays_atomic, write_text_atomic
@@ -19,7 +19,7 @@ from pdegen.plotting import sample_figure, save_figure
 from pdegen.tasks import ObservationTask, relative_error
 
 
-class TaskCallback(Callback):
+class TaskCallback(HeldOutEvaluation):
     """At the end of the test (or predict) epoch, take up to ``num_samples`` held-out samples from the
     loop's batches, observe them as ``task`` says (:class:`~pdegen.tasks.ObservationTask`: forward, inverse
     or reconstruction; hard or soft), let the module complete them (``pl_module.solve_task``) and log
@@ -41,6 +41,7 @@ class TaskCallback(Callback):
 
     def __init__(self, task: str = "forward", num_points: int = 500, hard: bool = False, num_samples: int = 16,
                  seed: int = 0, output_dir: str | None = None, num_figure_samples: int = 4) -> None:
+        super().__init__()
         self.task = ObservationTask(task, num_points=num_points, hard=hard, seed=seed)
         if num_samples < 1:
             raise ValueError(f"num_samples must be >= 1, got {num_samples}")
@@ -50,20 +51,18 @@ class TaskCallback(Callback):
         self._truth: list[Tensor] = []
         self.last_results: dict[str, float] = {}
 
-    def on_test_epoch_start(self, trainer, pl_module) -> None:
+    stages = ("test", "predict")
+
+    def begin(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
         self._truth = []
 
-    on_predict_epoch_start = on_test_epoch_start
-
-    def on_test_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0) -> None:
+    def add_reference(self, batch: Tensor) -> None:
         have = sum(len(t) for t in self._truth)
         if have < self.num_samples:
             self._truth.append(batch[: self.num_samples - have].detach().double())
-        batches = trainer.num_test_batches if trainer.testing else trainer.num_predict_batches
-        if batch_idx == batches[dataloader_idx] - 1:
-            self._evaluate(trainer, pl_module, torch.cat(self._truth))
 
-    on_predict_batch_end = on_test_batch_end
+    def evaluate(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        self._evaluate(trainer, pl_module, torch.cat(self._truth))
 
     def _evaluate(self, trainer: L.Trainer, pl_module: L.LightningModule, truth: Tensor) -> None:
         pde, task, n = pl_module.pde, self.task, len(truth)

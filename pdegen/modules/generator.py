@@ -115,7 +115,7 @@ class GeneratorModule(FieldModule, metaclass=ABCMeta):
     A student passes the :class:`~pdegen.modules.FrozenTeacher` it holds as ``teacher``: the student then
     takes the teacher's normaliser, residual normalisation and PDE, refuses data of another PDE, and gains
     :meth:`teacher_sample` (the teacher with its own sampler and steps, what every speed-up divides) and,
-    when it declares :attr:`distillation_sigmas`, :meth:`reference_sample` (the teacher on the student's grid).
+    when it declares :attr:`distillation_sigmas`, :meth:`grid_teacher_sample` (the teacher on the student's grid).
 
     Args:
         num_channels: the channel count of the samples.
@@ -288,22 +288,22 @@ class GeneratorModule(FieldModule, metaclass=ABCMeta):
 
     @property
     def distillation_sigmas(self) -> Tensor | None:
-        """The σ schedule a student distils (its teacher's grid-matched samples, :meth:`reference_sample`,
+        """The σ schedule a student distils (its teacher's grid-matched samples, :meth:`grid_teacher_sample`,
         measure how faithfully it reproduces what it distilled, never its speed-up); ``None``: no such grid."""
         return None
 
-    def reference_generate(self, noise: Tensor, sampler: Sampler | None = None) -> Tensor:
+    def grid_teacher_generate(self, noise: Tensor, sampler: Sampler | None = None) -> Tensor:
         """The teacher's PF-ODE solved with ``sampler`` (default Euler) on :attr:`distillation_sigmas`."""
         if self.distillation_sigmas is None:
             raise TypeError(f"{type(self).__name__} distils no σ grid of its teacher")
         return self._held_teacher().solve(noise, self.distillation_sigmas, sampler or Euler())
 
-    def reference_sample(self, n: int, generator: torch.Generator | None = None, sampler: Sampler | None = None,
+    def grid_teacher_sample(self, n: int, generator: torch.Generator | None = None, sampler: Sampler | None = None,
                          batch_size: int | None = None) -> Tensor:
         """The teacher's grid-matched samples for the noise :meth:`sample` draws with the same ``generator`` seed."""
-        return self.sample_with(lambda noise: self.reference_generate(noise, sampler), n, generator, batch_size)
+        return self.sample_with(lambda noise: self.grid_teacher_generate(noise, sampler), n, generator, batch_size)
 
-    def reference_nfe(self, sampler: Sampler) -> int:
+    def grid_teacher_nfe(self, sampler: Sampler) -> int:
         """Teacher network evaluations per reference sample."""
         sigmas = self.distillation_sigmas
         return sampler.nfe(len(sigmas) - 1, ends_at_zero=bool(sigmas[-1] == 0))

@@ -140,7 +140,7 @@ class GuidedDiffusion(GeneratorModule):
             return self._diffusionpde(noise)
         if self.method == "dflow":
             return self._dflow(noise)
-        return self.reference_generate(noise, Heun())
+        return self.grid_teacher_generate(noise, Heun())
 
     def generate_task(self, noise: Tensor, observed: Tensor, mask: Tensor, task: ObservationTask) -> Tensor:
         observed = observed.double()

@@ -149,7 +149,7 @@ class PIDDMStudent(GeneratorModule):
         with torch.inference_mode(False), torch.no_grad():
             for chunk in tqdm(noise.split(self.sample_batch_size), desc=f"teacher pairs (N_s={h.teacher_steps})",
                               unit="batch", disable=self.global_rank != 0):
-                samples.append(self.reference_generate(chunk.to(self.device), self.teacher_sampler).float().cpu())
+                samples.append(self.grid_teacher_generate(chunk.to(self.device), self.teacher_sampler).float().cpu())
         arrays = {"noise": noise.float(), "sample": torch.cat(samples)}
         if not torch.isfinite(arrays["sample"]).all():
             raise FloatingPointError("the teacher produced non-finite samples: check its checkpoint")
