@@ -81,7 +81,8 @@ class OneStepSampler(nn.Module):
         nfe = getattr(student, "nfe", None)
         if nfe != 1 or getattr(student, "pde", None) is None:
             raise ValueError(f"{type(student).__name__} (NFE {nfe}) does not sample in one network pass with a PDE "
-                             "attached: only one-pass students export (PIDStudent, PIDDMStudent without refine_steps)")
+                             "attached: only one-pass students export (PIDStudent without refine_steps, "
+                             "PIDDMStudent without noise_steps)")
         self.student = student.eval()
 
     def forward(self, noise: Tensor) -> Tensor:

@@ -19,7 +19,7 @@ TINY = {
     "finetune": {"max_epochs": 1, "lr": 2e-4, "ema_decay": 0.9},
     "student": {"max_epochs": 1, "lr": 3e-4, "ema_decay": 0.9, "num_pairs": 8, "num_val_pairs": 4,
                 "teacher_steps": 3, "task_steps": 2},
-    "refine_steps": 2,
+    "noise_steps": 2,
     "dflow": {"dflow_iterations": 2, "dflow_steps": 2},
     "eval": {"num_samples": 4, "task_samples": 2, "sample_batch_size": 4},
     "tune": {"num_samples": 2, "observation_weights": [0.0, 10.0], "pde_weights": [0.0]},
@@ -60,7 +60,7 @@ def test_every_method_on_one_family_then_reuse(tool, workdir, capsys):
     assert guided["observation_weight"] == tuned["best"]["observation_weight"], "DiffusionPDE runs at the tuned ζ"
     assert (out / "compare.png").stat().st_size > 20_000
     results = json.loads((out / "compare.json").read_text())["darcy"]
-    assert results["PIDDM-ref"]["sample"]["metrics"]["nfe"] == 3, "the test-time refine_steps reached the student"
+    assert results["PIDDM-ref"]["sample"]["metrics"]["nfe"] == 3, "the test-time noise_steps reached the student"
 
     config = yaml.safe_load((out / "darcy/configs/piddm.yaml").read_text())
     assert config["model"]["init_args"]["num_pairs"] == 8 and config["trainer"]["accelerator"] == "cpu"

@@ -206,7 +206,7 @@ def test_students_samples_refinement_and_teacher_reference(tmp_path):
     noise = torch.randn(3, *student.sample_shape, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
     assert torch.allclose(one_step, student.normalizer.decode(student.d(noise.float()).double()))
     assert student.nfe == 1 and student.grid_teacher_nfe(Heun()) == 7
-    refined = student_for(Darcy(resolution=8), tmp_path, refine_steps=10, refine_lr=0.1)
+    refined = student_for(Darcy(resolution=8), tmp_path, noise_steps=10, noise_lr=0.1)
     polished = refined.sample(3, generator=torch.Generator().manual_seed(0))
     assert refined.nfe == 11
     assert residual_loss(refined.pde, polished).mean() < residual_loss(refined.pde, one_step).mean()

@@ -132,5 +132,5 @@ def test_teacher_to_piddm_student_workflow_tasks_report_and_reload(workdir, fewe
     (workdir / "runs/refined").mkdir()
     (workdir / "runs/refined/checkpoints").symlink_to(workdir / "runs/quickstart_piddm/checkpoints")
     refined = main(["test", "--config", QUICKSTART_PIDDM, *student, "--ckpt_path", "last",
-                    "--model.init_args.refine_steps=2", "--trainer.default_root_dir=runs/refined"])
+                    "--model.init_args.noise_steps=2", "--trainer.default_root_dir=runs/refined"])
     assert refined.model.nfe == 3

@@ -65,12 +65,12 @@ CPU_SCALE: dict[str, Any] = {
                 "teacher_steps": 50, "task_steps": 100, "residual_warmup_steps": 240},
     "finetune": {"max_epochs": 15, "lr": 2e-4, "ema_decay": 0.99},
     "pidm": {"max_epochs": 30, "lr": 2e-3, "ema_decay": 0.99},
-    "refine_steps": 10,
+    "noise_steps": 10,
     "dflow": {"dflow_iterations": 5},
     "eval": {"num_samples": 32, "task_samples": 8, "sample_batch_size": 32},
     "tune": {"num_samples": 8},
 }
-GPU_REFINE_STEPS = 20
+GPU_NOISE_STEPS = 20
 GPU_TUNE_SAMPLES = 32
 PIDM_SCRATCH = {"init_from": None, "residual_weighting": "uniform", "residual_weight": 1e-3}
 """PIDM as published (Bastek et al. 2024): the residual of the posterior mean at every noise level, from scratch,
@@ -164,7 +164,7 @@ class Family:
                 config["trainer"]["callbacks"] = [c for c in config["trainer"]["callbacks"]
                                                   if not c["class_path"].endswith("TaskCallback")]
             if ckpt_path:  # `--ckpt_path last` finds it there; a file path would let the checkpoint's
-                # hyperparameters override the test-time settings (LightningCLI), e.g. refine_steps
+                # hyperparameters override the test-time settings (LightningCLI), e.g. noise_steps
                 set_callback_args(config, "RunCheckpoint", dirpath=str(ckpt_path.parent))
             main(["test", "--config", str(self.write(run, config)), *(["--ckpt_path", "last"] if ckpt_path else [])])
         results = {"sample": json.loads((report / "metrics.json").read_text())}
@@ -186,7 +186,7 @@ class Family:
         best = json.loads(path.read_text())["best"]
         return {"observation_weight": best["observation_weight"], "pde_weight": best["pde_weight"]}
 
-    def run(self, methods: list[str], refine_steps: int) -> dict[str, dict]:
+    def run(self, methods: list[str], noise_steps: int) -> dict[str, dict]:
         f = self.family
         needs = {METHODS[m] for m in methods}
         teacher = self.fit(f"teacher/{f}", "teacher", "teacher")
@@ -209,7 +209,7 @@ class Family:
                                                 drop_tasks=True),
             "PIDDM-1": lambda: self.test(f"piddm/{f}", "eval/piddm", "student", student, **distil),
             "PIDDM-ref": lambda: self.test(f"piddm/{f}", "eval/piddm_ref", "student", student, **distil,
-                                           refine_steps=refine_steps),
+                                           noise_steps=noise_steps),
         }
         return {method: runs[method]() for method in methods}
 
@@ -363,17 +363,17 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--families", nargs="+", choices=FAMILIES, default=list(FAMILIES))
     parser.add_argument("--methods", nargs="+", choices=list(METHODS), default=DEFAULT_METHODS,
                         help="default: all but PIDM (scratch), which needs GPU-scale training to converge")
-    parser.add_argument("--refine-steps", type=int, default=None,
-                        help=f"PIDDM-ref noise-refinement steps (cpu: {CPU_SCALE['refine_steps']}, "
-                             f"gpu: {GPU_REFINE_STEPS})")
+    parser.add_argument("--noise-steps", type=int, default=None,
+                        help=f"PIDDM-ref noise-refinement steps (cpu: {CPU_SCALE['noise_steps']}, "
+                             f"gpu: {GPU_NOISE_STEPS})")
     parser.add_argument("--out", type=Path, default=None, help="default: runs/compare_piddm_<scale>")
     parser.add_argument("--force", action="store_true", help="retrain and retest even where outputs exist")
     args = parser.parse_args(argv)
     out = args.out or Path(f"runs/compare_piddm_{args.scale}")
-    refine = args.refine_steps or (CPU_SCALE["refine_steps"] if args.scale == "cpu" else GPU_REFINE_STEPS)
+    noise_steps = args.noise_steps or (CPU_SCALE["noise_steps"] if args.scale == "cpu" else GPU_NOISE_STEPS)
     results = {}
     for family in args.families:
-        results[family] = Family(family, args.scale, out, args.force).run(args.methods, refine)
+        results[family] = Family(family, args.scale, out, args.force).run(args.methods, noise_steps)
         # written after each family, so a long run shows its table as it goes
         write_text_atomic(out / "compare.md", markdown(results, args.scale))
         write_text_atomic(out / "compare.json", json.dumps(results, indent=2))

@@ -42,8 +42,8 @@ class PIDDMStudent(GeneratorModule):
     ``<trainer root>/pairs``); a cached file is reused when it was made by the same teacher with
     the same settings. ``refresh_every_n_epochs`` > 0 draws fresh pairs every that many epochs.
 
-    Sampling: PIDDM-1 is d_θ(ε) (one network evaluation); with ``refine_steps`` > 0, PIDDM-ref
-    first takes that many Adam steps on ε minimising λ_infer·R(d_θ(ε)) (``refine_weight``), each
+    Sampling: PIDDM-1 is d_θ(ε) (one network evaluation); with ``noise_steps`` > 0, PIDDM-ref
+    first takes that many Adam steps on ε minimising λ_infer·R(d_θ(ε)) (``noise_residual_weight``), each
     followed by a projection of ε onto the shell |ε| = √d where N(0, I) concentrates (ε stays
     likely). Tasks (:meth:`solve_task`) minimise misfit + ``task_residual_weight``·R over ε the same
     way for ``task_steps`` steps, the observations imposed exactly when the task says ``hard``.
@@ -69,11 +69,11 @@ class PIDDMStudent(GeneratorModule):
                  residual_warmup_steps: int = 0, num_pairs: int = 4096, num_val_pairs: int = 128,
                  teacher_steps: int = 100, teacher_sampler: Sampler | None = None, refresh_every_n_epochs: int = 0,
                  pair_dir: str | None = None,
-                 refine_steps: int = 0, refine_weight: float = 1.0, refine_lr: float = 0.05,
+                 noise_steps: int = 0, noise_residual_weight: float = 1.0, noise_lr: float = 0.05,
                  task_steps: int = 200, task_lr: float = 0.05, task_residual_weight: float = 1e-3,
                  sample_batch_size: int = 64, optimizer: OptimizerCallable = torch.optim.Adam,
                  lr_scheduler: LRSchedulerCallable | None = None) -> None:
-        for label, value in (("residual_weight", residual_weight), ("refine_weight", refine_weight),
+        for label, value in (("residual_weight", residual_weight), ("noise_residual_weight", noise_residual_weight),
                              ("task_residual_weight", task_residual_weight)):
             if value < 0:
                 raise ValueError(f"{label} must be >= 0, got {value}")
@@ -81,8 +81,8 @@ class PIDDMStudent(GeneratorModule):
                              ("teacher_steps", teacher_steps), ("task_steps", task_steps)):
             if int(value) != value or value < 1:
                 raise ValueError(f"{label} must be an integer >= 1, got {value}")
-        if refine_steps < 0 or refresh_every_n_epochs < 0 or residual_warmup_steps < 0:
-            raise ValueError("refine_steps, refresh_every_n_epochs and residual_warmup_steps must be >= 0")
+        if noise_steps < 0 or refresh_every_n_epochs < 0 or residual_warmup_steps < 0:
+            raise ValueError("noise_steps, refresh_every_n_epochs and residual_warmup_steps must be >= 0")
         frozen = FrozenTeacher.load(teacher)
         backbone = net if net is not None else frozen.copy_net()
         super().__init__(backbone.channels, teacher=frozen, sample_batch_size=sample_batch_size, optimizer=optimizer,
@@ -97,7 +97,7 @@ class PIDDMStudent(GeneratorModule):
     # ------------------------------------------------------------------ the generator
     @property
     def nfe(self) -> int:
-        return 1 + self.hparams.refine_steps
+        return 1 + self.hparams.noise_steps
 
     def d(self, noise: Tensor) -> Tensor:
         """d_θ(ε): one network evaluation from unit noise to a normalised sample (ε's dtype)."""
@@ -199,12 +199,12 @@ class PIDDMStudent(GeneratorModule):
 
     # ------------------------------------------------------------------ sampling and tasks
     def generate(self, noise: Tensor) -> Tensor:
-        """PIDDM-1, or PIDDM-ref with ``refine_steps``: float64 normalised samples."""
+        """PIDDM-1, or PIDDM-ref with ``noise_steps``: float64 normalised samples."""
         h = self.hparams
         noise = noise.float()
-        if h.refine_steps:
-            noise = optimize_noise(self.d, noise, lambda x: h.refine_weight * self.physics_loss(x), h.refine_steps,
-                                   lr=h.refine_lr).noise
+        if h.noise_steps:
+            noise = optimize_noise(self.d, noise, lambda x: h.noise_residual_weight * self.physics_loss(x),
+                                   h.noise_steps, lr=h.noise_lr).noise
         return self.d(noise).double()
 
     def generate_task(self, noise: Tensor, observed: Tensor, mask: Tensor, task: ObservationTask) -> Tensor:
