@@ -87,12 +87,24 @@ def test_every_experiment_takes_its_data_from_one_piece_and_every_piece_is_used(
         assert yaml.safe_load(piece.read_text())["class_path"] == "datamodules.PDEDataModule"
 
 
+def test_every_experiment_sets_one_run_folder():
+    """Checkpoints, reports and logs follow trainer.default_root_dir: no experiment writes a run path twice."""
+    for config in CONFIGS:
+        if config in PIECES + DATA_PIECES:
+            continue
+        text = config.read_text()
+        trainer = yaml.safe_load(text)["trainer"]
+        assert trainer.get("default_root_dir", "").startswith("runs/"), f"{config} names no run folder"
+        for key in ("dirpath:", "output_dir:", "save_dir:"):
+            assert key not in text, f"{config} sets {key} (it follows trainer.default_root_dir)"
+
+
 def test_fit_test_reload_and_resume(workdir):
     cli = main(["fit", "--config", QUICKSTART, *TINY])
     model = cli.model
     last = workdir / "runs/quickstart/checkpoints/last.ckpt"
     assert last.exists()
-    assert (workdir / "runs/quickstart/logs").exists()
+    assert (workdir / "runs/quickstart/logs/version_0/metrics.csv").is_file(), "no logger named: CSV in the run folder"
 
     # the checkpoint alone rebuilds the teacher, its PDE and its normaliser, and reproduces samples
     loaded = DiffusionTeacher.load_from_checkpoint(last, map_location="cpu")
