@@ -12,7 +12,7 @@ import lightning as L
 import pytest
 import torch
 
-from pdegen.callbacks import LatencyCallback, NonFiniteLossError, SampleFigures, StopOnNonFiniteLoss
+from pdegen.callbacks import LatencyCallback, NonFiniteLossError, SampleFigures, StopOnNonFiniteLoss, TaskCallback
 from pdegen.diffusion import Heun
 from pdegen.modules import DiffusionTeacher, PIDDMStudent, PIDStudent
 from pdegen.nets import UNet
@@ -269,6 +269,16 @@ def test_predict_writes_n_generated_samples_as_a_dataset_file(workdir):
     regrouped = teacher.sample_with(teacher.generate, 3, noise=teacher.indexed_noise([9, 0, 6]))
     torch.testing.assert_close(samples[[9, 0, 6]], regrouped, rtol=1e-5, atol=1e-5)
     assert not torch.allclose(samples[0], samples[1])
+
+
+def test_a_task_callback_in_a_predict_of_sample_indices_warns_instead_of_observing_them():
+    callback = TaskCallback("forward", num_samples=2)
+    callback.begin(None, None, "predict")
+    callback.add_reference(torch.arange(4))  # a SampleRequest batch: indices, not samples
+    with pytest.warns(UserWarning, match="no samples to observe"):
+        callback.evaluate(None, None, "predict")
+    callback.add_reference(torch.zeros(3, 2, 4, 4, dtype=torch.float64))
+    assert [t.shape for t in callback._truth] == [(2, 2, 4, 4)], "samples are kept, up to num_samples"
 
 
 @pytest.mark.parametrize("script", sorted((ROOT / "tools/slurm").glob("*.sbatch")), ids=lambda p: p.stem)

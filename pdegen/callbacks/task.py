@@ -6,7 +6,7 @@ import json
 
 import lightning as L
 import torch
-from lightning.pytorch.utilities import rank_zero_only
+from lightning.pytorch.utilities import rank_zero_only, rank_zero_warn
 from torch import Tensor
 
 from pdegen.benchmarking import best_time
@@ -58,10 +58,14 @@ class TaskCallback(HeldOutEvaluation):
 
     def add_reference(self, batch: Tensor) -> None:
         have = sum(len(t) for t in self._truth)
-        if have < self.num_samples:
+        if have < self.num_samples and batch.is_floating_point():  # not sample indices (a SampleRequest)
             self._truth.append(batch[: self.num_samples - have].detach().double())
 
     def evaluate(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        if not self._truth:
+            rank_zero_warn(f"TaskCallback({self.task.name}): the {stage} batches hold no samples to observe "
+                           "(sample indices of a SampleRequest?): the task is not run")
+            return
         self._evaluate(trainer, pl_module, torch.cat(self._truth))
 
     def _evaluate(self, trainer: L.Trainer, pl_module: L.LightningModule, truth: Tensor) -> None:
