@@ -14,6 +14,7 @@ from pdegen.diffusion import (
     Heun,
     Sampler,
     as_sampler,
+    check_sigma_range,
     edm_coefficients,
     edm_loss,
     edm_loss_weight,
@@ -101,6 +102,8 @@ def test_karras_sigmas(rho):
     no_zero = karras_sigmas(10, rho=rho, append_zero=False)
     torch.testing.assert_close(no_zero, s[:-1])
     assert karras_sigmas(1, append_zero=False).tolist() == [80.0]
+    assert [karras_sigmas(5, sigma_max=m)[0].item() for m in (10.0, 20.0, 40.0)] == [10.0, 20.0, 40.0], (
+        "σ_0 is σ_max exactly: it scales the unit noise (a rounded (σ_max^(1/ρ))^ρ is off by an ulp)")
 
 
 @pytest.mark.parametrize(
@@ -109,6 +112,18 @@ def test_karras_sigmas(rho):
 def test_karras_sigmas_rejects_bad_arguments(kwargs):
     with pytest.raises(ValueError):
         karras_sigmas(**kwargs)
+
+
+def test_one_sigma_range_check_serves_schedules_and_teachers():
+    from pdegen.modules import FrozenTeacher
+
+    check_sigma_range(0.002, 80.0)
+    check_sigma_range(1.0, 1.0, equal=True)  # a one-level schedule
+    for low, high in ((1.0, 1.0), (0.0, 80.0), (90.0, 80.0)):
+        with pytest.raises(ValueError, match="need 0 < sigma_min < sigma_max"):
+            check_sigma_range(low, high)
+    with pytest.raises(ValueError, match=r"sigma_min=90.0, sigma_max=80.0"):
+        FrozenTeacher(GaussianDenoiser(torch.zeros(2), torch.ones(2)), sigma_min=90.0, sigma_max=80.0)
 
 
 # --- loss --------------------------------------------------------------------------------------

@@ -320,8 +320,7 @@ def test_dflow_optimises_each_samples_noise_on_its_own():
     alone = guided.sample_with(guided.generate, 3, noise=noise, batch_size=1)
     torch.testing.assert_close(alone, together, rtol=1e-9, atol=1e-9)
     assert nfe == guided.nfe and nfe == sum(guided._dflow_nfe) / 3 and nfe >= 2 * 3
-    plain = guided.sample_with(lambda e: Euler()(guided.teacher.denoiser, e * 80.0, guided._sigmas(3, e.device)),
-                               3, noise=noise)
+    plain = guided.sample_with(lambda e: guided.teacher.solve(e, guided.teacher.schedule(3), Euler()), 3, noise=noise)
     optimised, unoptimised = (residual_loss(pde, x, guided.residual_scales) for x in (together, plain))
     assert (optimised < 0.5 * unoptimised).all(), "L-BFGS on ε lowers every sample's residual"
 

@@ -15,7 +15,16 @@ from .edm import (
 from .gaussian import GaussianDenoiser, GaussianMixtureDenoiser, MixturePosterior
 from .guidance import OPTIMIZERS, NoiseOptimization, optimize_noise, project_to_shell
 from .pid_trajectory import SCHEMES, PIDTrajectory, check_scheme, pid_grid, pid_loss, pid_prediction
-from .samplers import Euler, Guidance, Heun, Sampler, StepCallback, as_sampler, karras_sigmas
+from .samplers import (
+    Euler,
+    Guidance,
+    Heun,
+    Sampler,
+    StepCallback,
+    as_sampler,
+    check_sigma_range,
+    karras_sigmas,
+)
 
 __all__ = [
     "OPTIMIZERS",
@@ -48,6 +57,7 @@ __all__ = [
     "edm_coefficients",
     "edm_loss",
     "edm_loss_weight",
+    "check_sigma_range",
     "karras_sigmas",
     "lognormal_sigma_levels",
 ]

@@ -27,6 +27,13 @@ from pdegen import progress
 from .edm import Denoiser
 
 
+def check_sigma_range(sigma_min: float, sigma_max: float, equal: bool = False) -> None:
+    """Refuse a σ range that is not 0 < σ_min < σ_max (σ_min = σ_max allowed with ``equal``)."""
+    if not (0 < sigma_min <= sigma_max if equal else 0 < sigma_min < sigma_max):
+        relation = "<=" if equal else "<"
+        raise ValueError(f"need 0 < sigma_min {relation} sigma_max, got sigma_min={sigma_min}, sigma_max={sigma_max}")
+
+
 def karras_sigmas(
     num_steps: int,
     sigma_min: float = 0.002,
@@ -37,20 +44,20 @@ def karras_sigmas(
     device: torch.device | str | None = None,
 ) -> Tensor:
     """σ_i = (σ_max^(1/ρ) + i/(N−1) (σ_min^(1/ρ) − σ_max^(1/ρ)))^ρ, i = 0..N−1 (N = num_steps),
-    decreasing from σ_max to σ_min, followed by σ_N = 0 when ``append_zero``.
+    decreasing from σ_max (exactly: σ_0 scales unit noise) to σ_min, followed by σ_N = 0 when ``append_zero``.
 
     With the final zero there are N integration steps; without it, N − 1. For N = 1 the
     schedule is [σ_max] (then 0).
     """
     if int(num_steps) != num_steps or num_steps < 1:
         raise ValueError(f"num_steps must be an integer >= 1, got {num_steps}")
-    if not 0 < sigma_min <= sigma_max:
-        raise ValueError(f"need 0 < sigma_min <= sigma_max, got sigma_min={sigma_min}, sigma_max={sigma_max}")
+    check_sigma_range(sigma_min, sigma_max, equal=True)
     if rho <= 0:
         raise ValueError(f"rho must be positive, got {rho}")
     ramp = torch.linspace(0, 1, int(num_steps), dtype=torch.float64)
     lo, hi = sigma_min ** (1 / rho), sigma_max ** (1 / rho)
     sigmas = (hi + ramp * (lo - hi)) ** rho
+    sigmas[0] = sigma_max  # (σ_max^(1/ρ))^ρ may be off by an ulp
     if append_zero:
         sigmas = torch.cat([sigmas, sigmas.new_zeros(1)])
     return sigmas.to(dtype=dtype, device=device)

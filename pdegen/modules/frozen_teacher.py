@@ -9,7 +9,7 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
-from pdegen.diffusion import Guidance, Heun, Sampler, as_sampler, edm_loss, karras_sigmas
+from pdegen.diffusion import Guidance, Heun, Sampler, as_sampler, check_sigma_range, edm_loss, karras_sigmas
 from pdegen.modules.checkpoints import load_module
 from pdegen.pdes import PDE
 from pdegen.transforms import ChannelNormalizer
@@ -36,8 +36,7 @@ class FrozenTeacher(nn.Module):
                  sigma_max: float = 80.0, rho: float = 7.0, sigma_data: float = 1.0, sampler: Sampler | None = None,
                  num_steps: int = 18, p_mean: float = -1.2, p_std: float = 1.2) -> None:
         super().__init__()
-        if not 0 < sigma_min < sigma_max:
-            raise ValueError(f"need 0 < sigma_min < sigma_max, got {sigma_min} and {sigma_max}")
+        check_sigma_range(sigma_min, sigma_max)
         self.denoiser = denoiser.requires_grad_(False)
         self.normalizer = normalizer.requires_grad_(False) if normalizer is not None else None
         self.pde, self.residual_scales = pde, residual_scales
@@ -89,11 +88,12 @@ class FrozenTeacher(nn.Module):
         """The ``num_steps``-step Karras schedule of the teacher's σ range, ending at 0."""
         return karras_sigmas(num_steps, self.sigma_min, self.sigma_max, self.rho)
 
-    def solve(self, noise: Tensor, sigmas: Tensor, sampler: Sampler, guidance: Guidance | None = None) -> Tensor:
+    def solve(self, noise: Tensor, sigmas: Tensor, sampler: Sampler, guidance: Guidance | None = None,
+              enable_grad: bool = False) -> Tensor:
         """The PF-ODE solved by ``sampler`` on ``sigmas`` from unit ``noise`` (scaled here by sigmas[0]), float64,
-        with the sampler's ``guidance`` if given."""
+        with the sampler's ``guidance`` if given; ``enable_grad``: differentiable in ``noise`` (D-Flow)."""
         sigmas = sigmas.to(noise.device)
-        return sampler(self.denoiser, noise.double() * sigmas[0], sigmas, guidance=guidance)
+        return sampler(self.denoiser, noise.double() * sigmas[0], sigmas, guidance=guidance, enable_grad=enable_grad)
 
     def sample(self, noise: Tensor) -> Tensor:
         """Normalised samples from unit ``noise`` with the teacher's own sampler and steps."""

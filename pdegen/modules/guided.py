@@ -82,9 +82,6 @@ class GuidedDiffusion(GeneratorModule):
         return self.teacher.denoising_loss(self.normalizer.encode(batch.float()), generator)
 
     # ------------------------------------------------------------------ samplers
-    def _sigmas(self, num_steps: int, device: torch.device) -> Tensor:
-        return self.teacher.schedule(num_steps).to(device)
-
     def _diffusionpde(self, noise: Tensor, observed: Tensor | None = None, mask: Tensor | None = None) -> Tensor:
         h = self.hparams
         switch = h.pde_start * self.num_steps
@@ -112,10 +109,10 @@ class GuidedDiffusion(GeneratorModule):
     def _dflow_one(self, noise: Tensor, observed: Tensor | None = None, mask: Tensor | None = None,
                    hard: bool = False) -> Tensor:
         h = self.hparams
-        sigmas = self._sigmas(h.dflow_steps, noise.device)
+        sigmas = self.teacher.schedule(h.dflow_steps)
 
         def solve(eps: Tensor) -> Tensor:
-            x = Euler()(self.teacher.denoiser, eps * self.teacher.sigma_max, sigmas, enable_grad=True)
+            x = self.teacher.solve(eps, sigmas, Euler(), enable_grad=True)
             return impose(x, observed, mask) if hard else x
 
         def objective(x: Tensor) -> Tensor:

@@ -15,6 +15,7 @@ from pdegen.diffusion import (
     Sampler,
     as_sampler,
     check_scheme,
+    check_sigma_range,
     get_distance,
     karras_sigmas,
     pid_grid,
@@ -67,8 +68,7 @@ class PIDStudent(GeneratorModule):
         self.sigma_max = float(sigma_max if sigma_max is not None else frozen.sigma_max)
         self.rho = float(rho if rho is not None else frozen.rho)
         self.sigma_data = float(sigma_data if sigma_data is not None else frozen.sigma_data)
-        if not 0 < self.sigma_min < self.sigma_max:
-            raise ValueError(f"need 0 < sigma_min < sigma_max, got {self.sigma_min} and {self.sigma_max}")
+        check_sigma_range(self.sigma_min, self.sigma_max)
         self.sample_sigma = float(sample_sigma if sample_sigma is not None else self.sigma_min)
         self._check_sampling(refine_steps)
         if dropout is not None:
