@@ -8,6 +8,7 @@ import warnings
 from typing import Any
 
 from lightning.pytorch.core.mixins.hparams_mixin import _given_hyperparameters
+from torch import nn
 
 
 def save_init_arguments(module: Any, frame: Any, ignore: list[str] | None = None) -> None:
@@ -15,7 +16,11 @@ def save_init_arguments(module: Any, frame: Any, ignore: list[str] | None = None
     LightningCLI they hold its class_path config, which is what lets ``load_from_checkpoint`` rebuild
     the backbone. ``optimizer`` and ``lr_scheduler`` are left out: as Python callables (their defaults)
     they would pickle classes into the checkpoint, which then no longer loads with ``weights_only``
-    (a loaded module gets the defaults; the YAML's run config keeps the ones used)."""
+    (a loaded module gets the defaults; the YAML's run config keeps the ones used). Nor is a ``teacher``
+    given as a module rather than a checkpoint path: its weights travel in the state dict, and
+    ``load_from_checkpoint`` needs it passed again."""
+    if isinstance(frame.f_locals.get("teacher"), nn.Module):
+        ignore = [*(ignore or []), "teacher"]
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=r"Attribute '\w+' is an instance of `nn.Module`")
         module.save_hyperparameters(ignore=[*(ignore or []), "optimizer", "lr_scheduler"], frame=frame)

@@ -294,17 +294,18 @@ class GeneratorModule(FieldModule, metaclass=ABCMeta):
 
     def grid_teacher_generate(self, noise: Tensor, sampler: Sampler | None = None) -> Tensor:
         """The teacher's PF-ODE solved with ``sampler`` (default Euler) on :attr:`distillation_sigmas`."""
-        if self.distillation_sigmas is None:
+        sigmas = self.distillation_sigmas
+        if sigmas is None:
             raise TypeError(f"{type(self).__name__} distils no σ grid of its teacher")
-        return self._held_teacher().solve(noise, self.distillation_sigmas, sampler or Euler())
+        return self._held_teacher().solve(noise, sigmas, sampler or Euler())
 
     def grid_teacher_sample(self, n: int, generator: torch.Generator | None = None, sampler: Sampler | None = None,
-                         batch_size: int | None = None) -> Tensor:
+                            batch_size: int | None = None) -> Tensor:
         """The teacher's grid-matched samples for the noise :meth:`sample` draws with the same ``generator`` seed."""
         return self.sample_with(lambda noise: self.grid_teacher_generate(noise, sampler), n, generator, batch_size)
 
     def grid_teacher_nfe(self, sampler: Sampler) -> int:
-        """Teacher network evaluations per reference sample."""
+        """Teacher network evaluations per grid-matched sample."""
         sigmas = self.distillation_sigmas
         return sampler.nfe(len(sigmas) - 1, ends_at_zero=bool(sigmas[-1] == 0))
 

@@ -3,8 +3,6 @@ baselines PIDDM is compared with (the teacher alone, DiffusionPDE guidance, D-Fl
 
 from __future__ import annotations
 
-import os
-
 import torch
 from torch import Tensor, nn
 
@@ -60,7 +58,7 @@ class GuidedDiffusion(GeneratorModule):
         if frozen.normalizer is None:
             raise TypeError("GuidedDiffusion needs a DiffusionTeacher (checkpoint) for its PDE and normaliser")
         super().__init__(frozen.normalizer.num_channels, teacher=frozen, sample_batch_size=sample_batch_size)
-        self.save_init_arguments(ignore=[] if isinstance(teacher, (str, os.PathLike)) else ["teacher"])
+        self.save_init_arguments()
         self.method = method
         self.num_steps = int(num_steps or len(frozen.sigmas) - 1)
         self._dflow_nfe: list[int] = []
@@ -96,7 +94,7 @@ class GuidedDiffusion(GeneratorModule):
                 loss = loss + weight * ((denoised - observed) * mask).flatten(1).norm(dim=1)
             return loss
 
-        return self.teacher.solve(noise, self.teacher.schedule(self.num_steps), Heun(), guidance=guidance)
+        return self.teacher.solve(noise, self.distillation_sigmas, Heun(), guidance=guidance)
 
     def _dflow(self, noise: Tensor, observed: Tensor | None = None, mask: Tensor | None = None,
                hard: bool = False) -> Tensor:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
 import torch
@@ -63,7 +62,7 @@ class PIDStudent(GeneratorModule):
         backbone = net if net is not None else frozen.copy_net()
         super().__init__(backbone.channels, teacher=frozen, sample_batch_size=sample_batch_size, optimizer=optimizer,
                          lr_scheduler=lr_scheduler)
-        self.save_init_arguments(ignore=[] if isinstance(teacher, (str, os.PathLike)) else ["teacher"])
+        self.save_init_arguments()
         self.sigma_min = float(sigma_min if sigma_min is not None else frozen.sigma_min)
         self.sigma_max = float(sigma_max if sigma_max is not None else frozen.sigma_max)
         self.rho = float(rho if rho is not None else frozen.rho)

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from pathlib import Path
 
 import torch
@@ -87,7 +86,7 @@ class PIDDMStudent(GeneratorModule):
         backbone = net if net is not None else frozen.copy_net()
         super().__init__(backbone.channels, teacher=frozen, sample_batch_size=sample_batch_size, optimizer=optimizer,
                          lr_scheduler=lr_scheduler)
-        self.save_init_arguments(ignore=[] if isinstance(teacher, (str, os.PathLike)) else ["teacher"])
+        self.save_init_arguments()
         self.student = EDMPreconditioner(backbone, sigma_data=frozen.sigma_data)
         self.residual_weight = float(residual_weight)
         self.teacher_sampler = as_sampler(teacher_sampler, Euler, "teacher_sampler")
