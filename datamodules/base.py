@@ -36,13 +36,17 @@ class TensorSamples(Dataset):
 class EpochShuffle(Sampler[int]):
     """A random order of ``range(size)`` drawn from ``seed`` and the epoch (Lightning calls
     :meth:`set_epoch` before each epoch): a run resumed from a checkpoint sees the batches the
-    uninterrupted run would have seen, which a global-RNG shuffle does not give."""
+    uninterrupted run would have seen, which a global-RNG shuffle does not give. ``dataset``: a dataset
+    that changes with the epoch (``set_epoch``, e.g. fresh noise) is told the epoch too."""
 
-    def __init__(self, size: int, seed: int) -> None:
+    def __init__(self, size: int, seed: int, dataset: Dataset | None = None) -> None:
         self.size, self.seed, self.epoch = size, seed, 0
+        self.on_epoch = getattr(dataset, "set_epoch", None)
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
+        if self.on_epoch is not None:
+            self.on_epoch(epoch)
 
     def __len__(self) -> int:
         return self.size
@@ -145,23 +149,33 @@ class PDEDataModule(L.LightningDataModule):
         self.setup()
         return reference_residual_scales(self.pde, self.datasets["train"].data[: self.residual_scale_samples])
 
-    def _loader(self, split: str, shuffle: bool) -> DataLoader:
+    def _loader(self, split: str, dataset: Dataset | None = None) -> DataLoader:
         self.setup()
-        dataset = self.datasets[split]
+        dataset = dataset if dataset is not None else self.datasets[split]
         if len(dataset) == 0:
             raise ValueError(f"the {split} split is empty: raise num_samples or its fraction in `splits`")
+        shuffle = split == "train"
+        made = dataset is not self.datasets[split]  # in memory and changing by epoch: no worker copies
         return DataLoader(dataset, batch_size=self.batch_size if shuffle else self.eval_batch_size,
-                          sampler=EpochShuffle(len(dataset), self.seed) if shuffle else _evaluation_sampler(dataset),
-                          num_workers=self.num_workers, drop_last=False, persistent_workers=self.num_workers > 0)
+                          sampler=EpochShuffle(len(dataset), self.seed, dataset) if shuffle
+                          else _evaluation_sampler(dataset),
+                          num_workers=0 if made else self.num_workers, drop_last=False,
+                          persistent_workers=self.num_workers > 0 and not made)
 
     def train_dataloader(self) -> DataLoader:
-        return self._loader("train", shuffle=True)
+        """The training split, or what the model trains on instead: a model with ``training_data(samples)``
+        (a :class:`~pdegen.modules.GeneratorModule`: e.g. a student's noise or its teacher's pairs, see
+        :mod:`datamodules.generated`) gets the training split and returns the dataset to serve."""
+        model = self.trainer.lightning_module if self.trainer is not None else None
+        self.setup()
+        samples = self.datasets["train"]
+        return self._loader("train", model.training_data(samples) if hasattr(model, "training_data") else samples)
 
     def val_dataloader(self) -> DataLoader:
-        return self._loader("val", shuffle=False)
+        return self._loader("val")
 
     def test_dataloader(self) -> DataLoader:
-        return self._loader("test", shuffle=False)
+        return self._loader("test")
 
     def predict_dataloader(self) -> DataLoader:
-        return self._loader("test", shuffle=False)
+        return self._loader("test")

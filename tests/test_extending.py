@@ -8,6 +8,7 @@ import pytest
 import torch
 from torch.utils.data import DataLoader
 
+from datamodules.generated import GaussianNoise
 from pdegen.diffusion import EDMPreconditioner, GaussianDenoiser
 from pdegen.modules import FrozenTeacher, GeneratorModule
 from pdegen.nets import UNet
@@ -30,8 +31,12 @@ class DirectStudent(GeneratorModule):
     def generate(self, noise):
         return self.student(noise * self.teacher.sigma_max, self.teacher.sigma_max).double()
 
+    def training_data(self, samples):
+        return GaussianNoise(len(samples), self.sample_shape, self.seed)  # its batches: fresh unit noise
+
     def loss(self, batch, generator=None):
-        noise = torch.randn(batch.shape, generator=generator, device=self.device)
+        # a training batch is noise; a val/test batch holds held-out samples: noise of their shape instead
+        noise = batch if self.training else torch.randn(batch.shape, generator=generator, device=self.device)
         with torch.no_grad():
             target = self.teacher.sample(noise)
         return (self.generate(noise) - target).square().mean()
@@ -57,7 +62,7 @@ def test_a_toy_student_by_the_recipe_trains_samples_and_meets_its_teacher():
             return float((student.generate(eps) - student.teacher.sample(eps)).square().mean())
 
     before = gap()
-    batches = DataLoader(torch.zeros(8 * 40, *pde.sample_shape), batch_size=8)  # the batch shape only
+    batches = DataLoader(student.training_data(range(8 * 40)), batch_size=8)  # as a PDEDataModule serves it
     L.Trainer(max_steps=40, logger=False, enable_checkpointing=False, enable_progress_bar=False,
               enable_model_summary=False).fit(student, batches)
     assert gap() < 0.25 * before, "the loss the student wrote trains it towards its teacher"

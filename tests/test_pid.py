@@ -204,9 +204,8 @@ def trained_mixture_student(num_points: int, steps: int, scheme: str = "upwind")
     student = PIDStudent(mixture(), net=NoiseConditionedMLP(2, width=96, depth=3), num_points=num_points,
                          scheme=scheme)
     optimizer = torch.optim.RAdam(student.trajectory.parameters(), lr=2e-3)
-    batch = torch.zeros(256, 2)  # only its shape matters: PID needs no data
     for _ in range(steps):
-        loss = student.loss(batch)
+        loss = student.loss(torch.randn(256, 2))  # PID's training batches: unit noise, fresh each step
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
@@ -322,12 +321,23 @@ def test_missing_teacher_and_wrong_data_are_clear_errors(tmp_path):
 
 
 def test_training_draws_differ_between_ranks_and_repeat_on_resume():
-    """Data-free training draws all its randomness: under DDP each rank must draw its own noise, and a
-    resumed run the noise of the uninterrupted one; the draws are seeded by (seed, rank, step)."""
+    """Data-free training draws all its randomness. Its batches are unit noise, as many per epoch as the
+    data's training split, fresh each epoch and the same again for the same epoch (a resumed run, another
+    batching); the grid indices are seeded by (seed, rank, step): DDP ranks draw their own, a resumed run
+    those of the uninterrupted one."""
     from types import SimpleNamespace
 
     student = PIDStudent(tiny_teacher(), num_points=10)
-    batch = torch.zeros(4, 2, 8, 8)
+    noise = student.training_data(list(range(6)))
+    assert len(noise) == 6
+    first = torch.stack([noise[i] for i in range(6)])
+    assert first.shape == (6, 2, 8, 8) and abs(first.mean()) < 0.15 and abs(first.std() - 1) < 0.1
+    assert torch.equal(noise[4], first[4])
+    noise.set_epoch(1)
+    assert not torch.equal(noise[4], first[4]), "fresh noise each epoch"
+    noise.set_epoch(0)
+    assert torch.equal(noise[4], first[4])
+    batch = first[:4]
 
     def loss_at(rank: int, step: int) -> float:
         student._trainer = SimpleNamespace(global_rank=rank, global_step=step)

@@ -7,6 +7,7 @@ from types import SimpleNamespace
 
 import pytest
 import torch
+from torch.utils.data import DataLoader
 
 from pdegen.diffusion import Euler, GaussianDenoiser, Heun, karras_sigmas, optimize_noise, project_to_shell
 from pdegen.metrics import PDEResidualNorm, reference_residual_scales, residual_loss
@@ -140,47 +141,66 @@ def tiny_teacher(pde) -> DiffusionTeacher:
 
 def student_for(pde, tmp_path, **kwargs) -> PIDDMStudent:
     settings = {"num_pairs": 16, "num_val_pairs": 4, "teacher_steps": 4, "pair_dir": str(tmp_path)} | kwargs
-    student = PIDDMStudent(tiny_teacher(pde), **settings)
-    student.load_pairs(0)
-    return student
+    return PIDDMStudent(tiny_teacher(pde), **settings)
 
 
 def train(student: PIDDMStudent, steps: int, lr: float = 3e-3) -> PIDDMStudent:
+    """``steps`` Adam steps on batches of 16 of the student's training pairs, as the DataModule serves them."""
     optimizer = torch.optim.Adam(student.student.parameters(), lr=lr)
-    batch = torch.zeros(16, *student.sample_shape)
-    for step in range(steps):
+    pairs = DataLoader(student.training_data([]), batch_size=16, shuffle=True,
+                       generator=torch.Generator().manual_seed(0))
+    for _ in range(steps):
         optimizer.zero_grad()
-        student.loss(batch, torch.Generator().manual_seed(step)).backward()
+        student.loss(next(iter(pairs))).backward()
         optimizer.step()
     return student.eval()
 
 
 def test_pairs_are_the_teachers_samples_cached_and_reused(tmp_path):
     student = student_for(Darcy(resolution=8), tmp_path)
-    pairs = student._pairs
-    direct = student.grid_teacher_generate(pairs["noise"][:3].double(), Euler())
-    assert torch.allclose(pairs["sample"][:3].double(), direct, atol=1e-5)
-    files = list(tmp_path.glob("pairs_rank0_round0.h5"))
-    assert len(files) == 1
-    again = student_for(Darcy(resolution=8), tmp_path)
-    assert torch.equal(again._pairs["noise"], pairs["noise"]), "same settings: the cached pairs are reused"
-    other = student_for(Darcy(resolution=8), tmp_path, teacher_steps=5)
-    assert not torch.equal(other._pairs["sample"], pairs["sample"]), "other settings: regenerated"
+    pairs = student.training_data([])
+    assert len(pairs) == 16 and pairs.noise.shape == pairs.sample.shape == (16, 2, 8, 8)
+    noise, sample = pairs[2]
+    assert torch.equal(noise, pairs.noise[2]) and torch.equal(sample, pairs.sample[2])
+    direct = student.grid_teacher_generate(pairs.noise[:3].double(), Euler())
+    assert torch.allclose(pairs.sample[:3].double(), direct, atol=1e-5)
+    assert [f.name for f in tmp_path.glob("*.h5")] == ["pairs_rank0_round0.h5"]
+    again = student_for(Darcy(resolution=8), tmp_path).training_data([])
+    assert torch.equal(again.noise, pairs.noise), "same settings: the cached pairs are reused"
+    other = student_for(Darcy(resolution=8), tmp_path, teacher_steps=5).training_data([])
+    assert not torch.equal(other.sample, pairs.sample), "other settings: made again"
+    held_out = student.val_pairs
+    assert len(held_out) == 4 and not torch.equal(held_out.noise, pairs.noise[:4]), "drawn apart from training pairs"
+
+
+def test_pairs_refresh_by_epoch_and_rounds_are_cached(tmp_path):
+    pairs = student_for(Darcy(resolution=8), tmp_path, refresh_every_n_epochs=2).training_data([])
+    first = pairs.noise.clone()
+    pairs.set_epoch(1)
+    assert torch.equal(pairs.noise, first), "round 0 spans epochs 0 and 1"
+    pairs.set_epoch(2)
+    assert not torch.equal(pairs.noise, first) and (tmp_path / "pairs_rank0_round1.h5").is_file()
+    pairs.set_epoch(0)
+    assert torch.equal(pairs.noise, first), "a resumed run reads the round it needs"
 
 
 def test_zero_residual_weight_is_plain_distillation(tmp_path):
     student = student_for(Darcy(resolution=8), tmp_path, residual_weight=0.0)
-    pairs = student._pairs
-    generator = torch.Generator().manual_seed(5)
-    loss = student.loss(torch.zeros(6, *student.sample_shape), generator)
-    index = torch.randint(0, 16, (6,), generator=torch.Generator().manual_seed(5))
-    expected = (student.d(pairs["noise"][index]) - pairs["sample"][index]).square().mean()
+    pairs = student.training_data([])
+    noise, sample = pairs.noise[:6], pairs.sample[:6]
+    loss = student.loss((noise, sample))
+    expected = (student.d(noise) - sample).square().mean()
     assert loss.item() == pytest.approx(expected.item(), rel=1e-6)
-    before = (student.d(pairs["noise"][:16]) - pairs["sample"][:16]).square().mean().item()
+    before = (student.d(pairs.noise) - pairs.sample).square().mean().item()
     train(student.train(), 150)
     with torch.no_grad():
-        after = (student.d(pairs["noise"][:16]) - pairs["sample"][:16]).square().mean().item()
+        after = (student.d(pairs.noise) - pairs.sample).square().mean().item()
     assert after < 0.1 * before, "the student regresses the teacher's pairs"
+    student.eval()
+    with torch.no_grad():
+        held_out = (student.d(student.val_pairs.noise) - student.val_pairs.sample).square().mean()
+        assert student.loss(torch.zeros(3, 2, 8, 8)).item() == pytest.approx(held_out.item(), rel=1e-6), \
+            "the val/test loss is on the held-out pairs, whatever the held-out batch"
 
 
 def test_the_residual_term_lowers_the_students_residual_below_the_teachers_on_poisson(tmp_path):
@@ -193,8 +213,9 @@ def test_the_residual_term_lowers_the_students_residual_below_the_teachers_on_po
     for weight in (0.0, 0.1, 1.0):
         student = train(student_for(pde, tmp_path, residual_weight=weight), 200)
         with torch.no_grad():
-            residuals[weight] = student.physics_loss(student.d(student._pairs["noise"])).mean().item()
-    teacher = student.physics_loss(student._pairs["sample"]).mean().item()
+            pairs = student.training_data([])
+            residuals[weight] = student.physics_loss(student.d(pairs.noise)).mean().item()
+    teacher = student.physics_loss(pairs.sample).mean().item()
     assert residuals[1.0] < residuals[0.1] < residuals[0.0], residuals
     assert residuals[1.0] < 0.2 * teacher, (residuals, teacher)
 
@@ -233,10 +254,13 @@ def test_student_tasks_honour_the_observations(tmp_path, hard):
 
 def test_residual_warmup_ramps_the_weight_from_plain_distillation(tmp_path):
     student = student_for(Darcy(resolution=8), tmp_path, residual_weight=4.0, residual_warmup_steps=8)
-    batch = torch.zeros(6, *student.sample_shape)
+    pairs = student.training_data([])
+    batch = pairs.noise[:6], pairs.sample[:6]
     plain = student_for(Darcy(resolution=8), tmp_path, residual_weight=0.0)
-    first = student.train().loss(batch, torch.Generator().manual_seed(3))
-    assert first.item() == pytest.approx(plain.train().loss(batch, torch.Generator().manual_seed(3)).item())
+    first = student.train().loss(batch)
+    assert first.item() == pytest.approx(plain.train().loss(batch).item())
+    with pytest.raises(TypeError, match="trains on batches of its teacher's"):
+        student.loss(pairs.sample[:6])
     steps = []
     for step in (2, 8, 20):
         student._trainer = SimpleNamespace(global_step=step)

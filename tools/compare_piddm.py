@@ -18,7 +18,7 @@ For each family, with ``pdegen fit`` / ``pdegen test`` (``pdegen.cli.main``) on 
    into ``compare.md``, ``compare.json`` and ``compare.png`` in ``--out``.
 
 ``--scale gpu`` runs the configs as committed (sized for one GPU; hours per family). ``--scale cpu``
-runs the same configs shrunk by :data:`CPU_SCALE` (32² grids, 640 samples, a base-32 U-Net, 30 epochs,
+runs the same configs shrunk by :data:`CPU_SCALE` (32² grids, 640 samples, a base-32 U-Net, 30-epoch teachers,
 384 PIDDM pairs from the teacher's 50-step Euler sampler, fewer evaluation samples). The configs actually
 run are written to ``<out>/<family>/configs/`` so every number can be reproduced with ``pdegen`` alone.
 Stages whose outputs exist are reused (``--force`` redoes them), so an interrupted run continues.
@@ -61,7 +61,7 @@ CPU_SCALE: dict[str, Any] = {
     "data": {"num_samples": 640, "batch_size": 32, "num_workers": 0},
     "net": {"base_channels": 32, "channel_mults": [1, 2, 2], "num_res_blocks": 1, "dropout": 0.0},
     "teacher": {"max_epochs": 30, "lr": 2e-3, "ema_decay": 0.99},
-    "student": {"max_epochs": 30, "lr": 3e-4, "ema_decay": 0.99, "num_pairs": 384, "num_val_pairs": 32,
+    "student": {"max_epochs": 40, "lr": 3e-4, "ema_decay": 0.99, "num_pairs": 384, "num_val_pairs": 32,
                 "teacher_steps": 50, "task_steps": 100, "residual_warmup_steps": 240},
     "finetune": {"max_epochs": 15, "lr": 2e-4, "ema_decay": 0.99},
     "pidm": {"max_epochs": 30, "lr": 2e-3, "ema_decay": 0.99},

@@ -144,9 +144,10 @@ class PDEResidualCallback(HeldOutEvaluation):
         """The first ``num_samples`` training samples: a ground-truth set independent of the held-out one,
         whose MMSE/SMSE against it is the sampling floor a perfect generator would reach."""
         datamodule = getattr(trainer, "datamodule", None)
-        if datamodule is None:
+        if datamodule is None or not hasattr(datamodule, "datasets"):  # the family's split, not a student's pairs
             return None
-        dataset = datamodule.train_dataloader().dataset
+        datamodule.setup()
+        dataset = datamodule.datasets["train"]
         count = min(self.num_samples, len(dataset))
         if count < 2:
             return None

@@ -17,6 +17,7 @@ import lightning as L
 import torch
 from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
 from torch import Tensor
+from torch.utils.data import Dataset
 
 from pdegen import __version__, progress
 from pdegen.diffusion import Euler, Sampler
@@ -196,6 +197,20 @@ class GeneratorModule(FieldModule, metaclass=ABCMeta):
     def on_fit_start(self) -> None:
         self.seed = torch.initial_seed()  # seed_everything's seed, the same on every rank
 
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        super().on_save_checkpoint(checkpoint)
+        checkpoint["pdegen"]["seed"] = self.seed
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        super().on_load_checkpoint(checkpoint)
+        self.seed = checkpoint.get("pdegen", {}).get("seed", self.seed)
+
+    def training_data(self, samples: Dataset) -> Dataset:
+        """What the DataModule serves as training batches, given its training split ``samples``: those
+        samples (a teacher learns them), or what a student makes instead (its noise, its teacher's pairs:
+        :mod:`datamodules.generated`). The DataModule's held-out splits serve evaluation either way."""
+        return samples
+
     def training_generator(self) -> torch.Generator:
         """The generator of this training step's draws, seeded by (seed, rank, step): ranks
         draw different noise (data-free students would otherwise repeat each other's work under
@@ -203,9 +218,10 @@ class GeneratorModule(FieldModule, metaclass=ABCMeta):
         seed = hash((self.seed, self.global_rank, self.global_step)) % 2**63
         return torch.Generator(device=self.device).manual_seed(seed)
 
-    def training_step(self, batch: Tensor, batch_idx: int) -> Tensor:
+    def training_step(self, batch: Tensor | Sequence[Tensor], batch_idx: int) -> Tensor:
         loss = self.loss(batch, generator=self.training_generator())
-        self.log("train/loss", loss, prog_bar=True, batch_size=batch.shape[0])
+        size = (batch[0] if isinstance(batch, (tuple, list)) else batch).shape[0]  # samples, noise or pairs
+        self.log("train/loss", loss, prog_bar=True, batch_size=size)
         return loss
 
     def _eval_step(self, batch: Tensor, batch_idx: int, stage: str) -> Tensor:

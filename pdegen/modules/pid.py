@@ -7,7 +7,9 @@ from typing import Any
 import torch
 from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
 from torch import Tensor, nn
+from torch.utils.data import Dataset
 
+from datamodules.generated import GaussianNoise
 from pdegen.diffusion import (
     Heun,
     PIDTrajectory,
@@ -27,10 +29,11 @@ from pdegen.modules.generator import GeneratorModule
 class PIDStudent(GeneratorModule):
     """A one-step generator x_θ(z, σ_min) trained as a PINN on the frozen teacher's PF-ODE, data-free.
 
-    Each step draws z ~ N(0, T² I) and a grid index i per sample and minimises the PID residual
-    between x_θ(z, t_i) and x_θ(z, t_{i+1}) (:mod:`pdegen.diffusion.pid_trajectory`) on the N-point Karras
-    grid. The training batches only set the batch size and the epoch length: their content is
-    never used (held-out data serve the evaluation callbacks).
+    Its training batches are unit noise ε (:class:`datamodules.generated.GaussianNoise`, fresh each epoch,
+    as many per epoch as the DataModule's training split, whose samples it never reads: held-out data
+    serve the evaluation). Each step takes z = T·ε, draws a grid index i per sample and minimises the PID
+    residual between x_θ(z, t_i) and x_θ(z, t_{i+1}) (:mod:`pdegen.diffusion.pid_trajectory`) on the
+    N-point Karras grid.
 
     Args:
         teacher: a :class:`DiffusionTeacher` checkpoint path (its PDE, normaliser, σ range and
@@ -103,10 +106,16 @@ class PIDStudent(GeneratorModule):
         return self.t_grid.numel()
 
     # ------------------------------------------------------------------ training
+    def training_data(self, samples: Dataset) -> Dataset:
+        return GaussianNoise(len(samples), self.sample_shape, self.seed)
+
     def loss(self, batch: Tensor, generator: torch.Generator | None = None) -> Tensor:
+        """The PID loss on a batch of unit noise (in training); the val/test loss draws its noise from
+        ``generator`` in the shape of the held-out batch."""
         self.check_batch(batch)
         b = batch.shape[0]
-        z = torch.randn(batch.shape, generator=generator, device=self.device) * self.sigma_max
+        noise = batch.float() if self.training else torch.randn(batch.shape, generator=generator, device=self.device)
+        z = noise * self.sigma_max
         i = torch.randint(0, self.num_points - 1, (b,), generator=generator, device=self.device)
         t_hi, t_lo = self.t_grid[i].to(z.dtype), self.t_grid[i + 1].to(z.dtype)
         x_hi, x_lo = self.trajectory.pair(z, t_hi, t_lo)

@@ -3,18 +3,16 @@ whose *samples* satisfy the PDE (PIDDM, arXiv 2505.22391)."""
 
 from __future__ import annotations
 
-import hashlib
-import json
+import functools
 from pathlib import Path
 
 import torch
 from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
-from lightning.pytorch.utilities import rank_zero_info
 from torch import Tensor, nn
-from tqdm.auto import tqdm
+from torch.utils.data import Dataset
 
+from datamodules.generated import TeacherPairs, teacher_fingerprint
 from pdegen.diffusion import EDMPreconditioner, Euler, Sampler, as_sampler, optimize_noise
-from pdegen.io import read_arrays, write_arrays_atomic
 from pdegen.metrics import reference_residual_scales
 from pdegen.modules.frozen_teacher import FrozenTeacher
 from pdegen.modules.generator import GeneratorModule
@@ -36,10 +34,13 @@ class PIDDMStudent(GeneratorModule):
     samples'), not to each output's own: the same normalisation as the PIDM and guided baselines. The constraint is on
     the final sample, not on a posterior mean E[x0|xt], so it has no Jensen's gap.
 
-    Pairs: ``num_pairs`` training pairs and ``num_val_pairs`` held-out ones (the val/test loss),
-    drawn per rank (DDP ranks distil different pairs) and cached to HDF5 in ``pair_dir`` (default:
-    ``<trainer root>/pairs``); a cached file is reused when it was made by the same teacher with
-    the same settings. ``refresh_every_n_epochs`` > 0 draws fresh pairs every that many epochs.
+    Pairs: its training batches are ``num_pairs`` pairs (:class:`datamodules.generated.TeacherPairs`,
+    served by the DataModule in its batch size and seeded shuffle: an epoch is one pass over them, under
+    DDP each rank's share of its own), and ``num_val_pairs`` held-out ones give the val/test loss; each
+    rank makes its own (DDP ranks distil different pairs) and caches them to HDF5 in ``pair_dir``
+    (default: ``<trainer root>/pairs``), reused when made by the same teacher with the same settings
+    and seed (``pdegen test`` reads the held-out pairs its fit made). ``refresh_every_n_epochs`` > 0
+    makes fresh pairs every that many epochs. The DataModule's own samples serve the evaluation callbacks.
 
     Sampling: PIDDM-1 is d_θ(ε) (one network evaluation); with ``noise_steps`` > 0, PIDDM-ref
     first takes that many Adam steps on ε minimising λ_infer·R(d_θ(ε)) (``noise_residual_weight``), each
@@ -90,8 +91,6 @@ class PIDDMStudent(GeneratorModule):
         self.student = EDMPreconditioner(backbone, sigma_data=frozen.sigma_data)
         self.residual_weight = float(residual_weight)
         self.teacher_sampler = as_sampler(teacher_sampler, Euler, "teacher_sampler")
-        self._pairs: dict[str, Tensor] | None = None
-        self._pair_round = -1
 
     # ------------------------------------------------------------------ the generator
     @property
@@ -108,85 +107,45 @@ class PIDDMStudent(GeneratorModule):
         """The teacher's N_s-step Karras schedule (to σ = 0) of the pairs."""
         return self.teacher.schedule(self.hparams.teacher_steps)
 
-    def _pair_path(self, round_: int) -> Path:
-        root = Path(self.hparams.pair_dir or Path(self.trainer.default_root_dir) / "pairs")
-        return root / f"pairs_rank{self.global_rank}_round{round_}.h5"
-
-    def _pair_settings(self, round_: int) -> dict:
+    def teacher_pairs(self, name: str, count: int, refresh_every_n_epochs: int = 0) -> TeacherPairs:
+        """This rank's cache of ``count`` teacher pairs called ``name``, keyed by the teacher's weights and
+        sampler, the run's seed and the rank (DDP ranks distil different pairs)."""
         h = self.hparams
-        return {"teacher": self._teacher_fingerprint(), "teacher_steps": h.teacher_steps,
-                "teacher_sampler": self.teacher_sampler.name, "num_pairs": h.num_pairs,
-                "num_val_pairs": h.num_val_pairs,
-                "rank": self.global_rank, "round": round_, "seed": self.seed,
-                "shape": list(self.sample_shape)}
+        settings = {"teacher": teacher_fingerprint(self.teacher), "teacher_steps": h.teacher_steps,
+                    "teacher_sampler": self.teacher_sampler.name, "rank": self.global_rank, "seed": self.seed}
+        directory = h.pair_dir or Path(self.trainer.default_root_dir) / "pairs"
+        return TeacherPairs(lambda noise: self.grid_teacher_generate(noise.to(self.device), self.teacher_sampler),
+                            self.sample_shape, count, settings, directory, f"{name}_rank{self.global_rank}",
+                            self.sample_batch_size, refresh_every_n_epochs, show_progress=self.global_rank == 0)
 
-    def _teacher_fingerprint(self) -> str:
-        """SHA-1 of the teacher's weights and normaliser: pairs cached from another teacher are never reused."""
-        digest = hashlib.sha1()
-        for name, tensor in sorted(self.teacher.state_dict().items()):
-            digest.update(name.encode())
-            digest.update(tensor.detach().cpu().contiguous().view(torch.uint8).numpy().tobytes())
-        return digest.hexdigest()
-
-    def load_pairs(self, round_: int = 0) -> None:
-        """Load (or generate and cache) the pairs of refresh round ``round_`` for this rank."""
-        if self._pairs is not None and self._pair_round == round_:
-            return
-        path, settings = self._pair_path(round_), self._pair_settings(round_)
-        if path.is_file():
-            arrays, attrs = read_arrays(path)
-            if {k: attrs.get(k) for k in settings} == settings:
-                self._set_pairs(arrays, round_)
-                return
-            rank_zero_info(f"{path} was made with other settings: regenerating it")
-        total = self.hparams.num_pairs + self.hparams.num_val_pairs
-        seed = int.from_bytes(hashlib.sha1(json.dumps(settings, sort_keys=True).encode()).digest()[:8], "little")
-        generator = torch.Generator().manual_seed(seed % 2**63)  # stable across processes, unlike hash()
-        noise = torch.randn(total, *self.sample_shape, generator=generator, dtype=torch.float64)
-        h = self.hparams
-        samples = []
-        with torch.inference_mode(False), torch.no_grad():
-            for chunk in tqdm(noise.split(self.sample_batch_size), desc=f"teacher pairs (N_s={h.teacher_steps})",
-                              unit="batch", disable=self.global_rank != 0):
-                samples.append(self.grid_teacher_generate(chunk.to(self.device), self.teacher_sampler).float().cpu())
-        arrays = {"noise": noise.float(), "sample": torch.cat(samples)}
-        if not torch.isfinite(arrays["sample"]).all():
-            raise FloatingPointError("the teacher produced non-finite samples: check its checkpoint")
-        write_arrays_atomic(path, arrays, settings)
-        self._set_pairs(arrays, round_)
-
-    def _set_pairs(self, arrays: dict[str, Tensor], round_: int) -> None:
-        self._pairs = {k: v.to(self.device, torch.float32) for k, v in arrays.items()}
-        self._pair_round = round_
+    def training_data(self, samples: Dataset) -> TeacherPairs:
+        """The teacher's ``num_pairs`` training pairs (the DataModule's samples serve evaluation only)."""
+        pairs = self.teacher_pairs("pairs", self.hparams.num_pairs, self.hparams.refresh_every_n_epochs)
+        pairs.set_epoch(self.current_epoch)
         if self.residual_scales is None:  # a teacher without the data's scales: its samples' typical source size
-            self.residual_scales = reference_residual_scales(self.pde, self.normalizer.decode(self._pairs["sample"]))
+            self.residual_scales = reference_residual_scales(self.pde, self.normalizer.decode(pairs.sample.double()))
+        return pairs
 
-    def on_fit_start(self) -> None:
-        super().on_fit_start()
-        self.load_pairs(self._round_of(self.current_epoch))
-
-    def on_train_epoch_start(self) -> None:
-        self.load_pairs(self._round_of(self.current_epoch))
-
-    def _round_of(self, epoch: int) -> int:
-        every = self.hparams.refresh_every_n_epochs
-        return epoch // every if every else 0
+    @functools.cached_property
+    def val_pairs(self) -> TeacherPairs:
+        """The ``num_val_pairs`` held-out pairs of the val/test loss (made at most once per run folder)."""
+        return self.teacher_pairs("val_pairs", self.hparams.num_val_pairs).load()
 
     # ------------------------------------------------------------------ training
-    def loss(self, batch: Tensor, generator: torch.Generator | None = None) -> Tensor:
-        self.check_batch(batch)
-        if self._pairs is None:
-            self.load_pairs(0)
-        n_train = self.hparams.num_pairs
+    def loss(self, batch: tuple[Tensor, Tensor] | Tensor, generator: torch.Generator | None = None) -> Tensor:
+        """On a batch of (noise, teacher sample) pairs in training; in val/test on the held-out pairs
+        (:attr:`val_pairs`, in order), whatever the held-out batch."""
         if self.training:
-            index = torch.randint(0, n_train, (batch.shape[0],), generator=generator, device=self.device)
-        else:  # the held-out pairs, in order
-            index = n_train + torch.arange(self.hparams.num_val_pairs, device=self.device)
-        noise, target = self._pairs["noise"][index], self._pairs["sample"][index]
+            if not (isinstance(batch, (tuple, list)) and len(batch) == 2):
+                raise TypeError(f"{type(self).__name__} trains on batches of its teacher's (noise, sample) pairs, "
+                                "got a single tensor: fit it with a PDEDataModule, which serves its training_data()")
+            noise, target = (t.float() for t in batch)
+        else:
+            noise, target = self.val_pairs.noise.to(self.device), self.val_pairs.sample.to(self.device)
         prediction = self.d(noise)
         data = (prediction - target).square().flatten(1).mean(1).mean()
         physics = self.physics_loss(prediction).mean()
-        self.log_loss_terms(len(index), data_loss=data, residual_loss=physics)
+        self.log_loss_terms(len(noise), data_loss=data, residual_loss=physics)
         return data + self.current_residual_weight * physics.to(data.dtype)
 
     @property
