@@ -171,6 +171,31 @@ def test_datamodule_split_and_normalisation(tmp_path, darcy_file, small_darcy):
     assert next(iter(dm.train_dataloader())).shape == (8, 2, 16, 16)
 
 
+def test_datamodule_serves_what_the_model_trains_on_and_tells_it_the_epoch(darcy_file, small_darcy):
+    """A model's training_data (a student's noise) replaces the training split in the same batches and
+    seeded shuffle; the shuffle's epoch reaches the dataset (fresh noise per epoch, the same on a rerun),
+    and the held-out splits stay the family's samples."""
+    from types import SimpleNamespace
+
+    from datamodules.generated import GaussianNoise
+
+    dm = PDEDataModule(pde=small_darcy, file=str(darcy_file), batch_size=8, splits=(0.5, 0.25, 0.25), num_workers=2)
+    dm.setup()
+    model = SimpleNamespace(training_data=lambda samples: GaussianNoise(len(samples), small_darcy.sample_shape, 3))
+    dm.trainer = SimpleNamespace(lightning_module=model)
+    loader = dm.train_dataloader()
+    assert isinstance(loader.dataset, GaussianNoise) and len(loader.dataset) == 24 and loader.num_workers == 0
+
+    def epoch(e: int) -> torch.Tensor:
+        loader.sampler.set_epoch(e)  # what Lightning calls before each epoch
+        return torch.cat(list(loader))
+
+    first = epoch(0)
+    assert first.shape == (24, 2, 16, 16) and torch.equal(first, epoch(0))
+    assert not torch.allclose(first.sum(0), epoch(1).sum(0), atol=1e-3), "other noise, not just another order"
+    assert torch.equal(next(iter(dm.val_dataloader())), dm.datasets["val"].data[:8])
+
+
 def test_datamodule_generates_into_cache_and_rejects_mismatch(tmp_path, darcy_file):
     dm = PDEDataModule(pde=Darcy(resolution=16), num_samples=6, cache_dir=str(tmp_path / "cache"))
     dm.prepare_data()
