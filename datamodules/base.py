@@ -155,12 +155,12 @@ class PDEDataModule(L.LightningDataModule):
         if len(dataset) == 0:
             raise ValueError(f"the {split} split is empty: raise num_samples or its fraction in `splits`")
         shuffle = split == "train"
-        made = dataset is not self.datasets[split]  # in memory and changing by epoch: no worker copies
+        # a model's own data: in memory and changing by epoch, so no worker copies
+        workers = self.num_workers if dataset is self.datasets[split] else 0
         return DataLoader(dataset, batch_size=self.batch_size if shuffle else self.eval_batch_size,
                           sampler=EpochShuffle(len(dataset), self.seed, dataset) if shuffle
                           else _evaluation_sampler(dataset),
-                          num_workers=0 if made else self.num_workers, drop_last=False,
-                          persistent_workers=self.num_workers > 0 and not made)
+                          num_workers=workers, drop_last=False, persistent_workers=workers > 0)
 
     def train_dataloader(self) -> DataLoader:
         """The training split, or what the model trains on instead: a model with ``training_data(samples)``

@@ -35,8 +35,7 @@ class DirectStudent(GeneratorModule):
         return GaussianNoise(len(samples), self.sample_shape, self.seed)  # its batches: fresh unit noise
 
     def loss(self, batch, generator=None):
-        # a training batch is noise; a val/test batch holds held-out samples: noise of their shape instead
-        noise = batch if self.training else torch.randn(batch.shape, generator=generator, device=self.device)
+        noise = self.noise_batch(batch, generator)  # the served noise; in val/test, noise of the batch's shape
         with torch.no_grad():
             target = self.teacher.sample(noise)
         return (self.generate(noise) - target).square().mean()

@@ -9,9 +9,8 @@ import torch
 from lightning.pytorch.utilities import rank_zero_only, rank_zero_warn
 from torch import Tensor
 
-from pdegen.benchmarking import best_time
 from pdegen.callbacks.heldout import HeldOutEvaluation
-from pdegen.callbacks.outputs import progress_shown, results_dir
+from pdegen.callbacks.outputs import results_dir, timed_draw
 from pdegen.callbacks.provenance import provenance
 from pdegen.io import write_arrays_atomic, write_text_atomic
 from pdegen.metrics import PDEResidualNorm
@@ -73,9 +72,8 @@ class TaskCallback(HeldOutEvaluation):
         mask = task.mask(pde, n, truth.device)
         observed = torch.where(mask, truth, torch.zeros_like(truth))  # nothing unobserved reaches the method
         generator = torch.Generator(device=pl_module.device).manual_seed(task.seed + trainer.global_rank)
-        with progress_shown(trainer, f"{task.name} task"):
-            seconds, _, solution = best_time(lambda: pl_module.solve_task(observed, mask, task, generator),
-                                             sync=pl_module.device.type == "cuda")
+        solution, seconds = timed_draw(pl_module, lambda: pl_module.solve_task(observed, mask, task, generator),
+                                       f"{task.name} task")
         solution = solution.to(truth.device)
         prefix = f"task_{task.name}"
         results = {"nfe": float(pl_module.task_nfe(task)), "seconds_per_sample": seconds / n}

@@ -211,6 +211,14 @@ class GeneratorModule(FieldModule, metaclass=ABCMeta):
         :mod:`datamodules.generated`). The DataModule's held-out splits serve evaluation either way."""
         return samples
 
+    def noise_batch(self, batch: Tensor, generator: torch.Generator | None = None) -> Tensor:
+        """A data-free student's unit noise for one step: in training the batch itself (what its
+        ``training_data``, e.g. :class:`~datamodules.generated.GaussianNoise`, served); in val/test, where
+        the batches are held-out samples, noise drawn from ``generator`` in their shape."""
+        if self.training:
+            return batch.float()
+        return torch.randn(batch.shape, generator=generator, device=self.device)
+
     def training_generator(self) -> torch.Generator:
         """The generator of this training step's draws, seeded by (seed, rank, step): ranks
         draw different noise (data-free students would otherwise repeat each other's work under

@@ -114,8 +114,7 @@ class PIDStudent(GeneratorModule):
         ``generator`` in the shape of the held-out batch."""
         self.check_batch(batch)
         b = batch.shape[0]
-        noise = batch.float() if self.training else torch.randn(batch.shape, generator=generator, device=self.device)
-        z = noise * self.sigma_max
+        z = self.noise_batch(batch, generator) * self.sigma_max
         i = torch.randint(0, self.num_points - 1, (b,), generator=generator, device=self.device)
         t_hi, t_lo = self.t_grid[i].to(z.dtype), self.t_grid[i + 1].to(z.dtype)
         x_hi, x_lo = self.trajectory.pair(z, t_hi, t_lo)
