@@ -17,6 +17,7 @@ from pdegen.datagen import generate_dataset
 from pdegen.io import load_samples
 from pdegen.metrics import reference_residual_scales
 from pdegen.pdes import PDE
+from pdegen.seeding import seeded_generator
 from pdegen.transforms import ChannelNormalizer
 
 
@@ -52,8 +53,7 @@ class EpochShuffle(Sampler[int]):
         return self.size
 
     def __iter__(self):
-        generator = torch.Generator().manual_seed(hash((self.seed, self.epoch)) % 2**63)
-        return iter(torch.randperm(self.size, generator=generator).tolist())
+        return iter(torch.randperm(self.size, generator=seeded_generator("shuffle", self.seed, self.epoch)).tolist())
 
 
 def _evaluation_sampler(dataset: Dataset) -> Sampler | None:

@@ -3,11 +3,11 @@
 A draw that must repeat across processes, ranks, resumes and Python versions gets its generator from
 :func:`derive_seed` of what it depends on (the run's seed, the epoch, a sample's index, a settings
 record), unlike ``hash()``, whose tuple hashing may change between Python versions and which randomises
-strings per process. Used by the generated training data (:mod:`datamodules.generated`); the training
-shuffle, ``training_generator`` and ``indexed_noise`` still seed by ``hash`` of integers (stable across
-processes) until the CPU-scale tables, whose teachers those draws train, are re-run with them. Dataset
-generation keeps its per-block numpy ``SeedSequence`` (:func:`pdegen.datagen.block_generator`), so that
-a cached dataset file stays what its name says.
+strings per process. Every seeded draw of training and sampling goes through it: the training shuffle
+(``EpochShuffle``), each step's ``training_generator``, ``indexed_noise`` and the generated training data
+(:mod:`datamodules.generated`); the first part names the draw, so two draws from the same numbers differ.
+Dataset generation keeps its per-block numpy ``SeedSequence`` (:func:`pdegen.datagen.block_generator`),
+so that a cached dataset file stays what its name says.
 """
 
 from __future__ import annotations

@@ -25,6 +25,7 @@ from pdegen.metrics import reference_residual_scales, residual_loss
 from pdegen.modules.checkpoints import save_init_arguments
 from pdegen.modules.frozen_teacher import FrozenTeacher
 from pdegen.pdes import PDE, get_pde
+from pdegen.seeding import seeded_generator
 from pdegen.tasks import ObservationTask
 from pdegen.transforms import ChannelNormalizer
 
@@ -223,8 +224,7 @@ class GeneratorModule(FieldModule, metaclass=ABCMeta):
         """The generator of this training step's draws, seeded by (seed, rank, step): ranks
         draw different noise (data-free students would otherwise repeat each other's work under
         DDP) and a resumed run draws what the uninterrupted one would have."""
-        seed = hash((self.seed, self.global_rank, self.global_step)) % 2**63
-        return torch.Generator(device=self.device).manual_seed(seed)
+        return seeded_generator("training", self.seed, self.global_rank, self.global_step, device=self.device)
 
     def training_step(self, batch: Tensor | Sequence[Tensor], batch_idx: int) -> Tensor:
         loss = self.loss(batch, generator=self.training_generator())
@@ -375,7 +375,7 @@ class GeneratorModule(FieldModule, metaclass=ABCMeta):
         """Standard-normal noise ``(len(indices), *sample_shape)``, each sample's drawn from (seed, its index)
         alone: the same whatever the batch it falls in."""
         return torch.stack([torch.randn(self.sample_shape, dtype=torch.float64,
-                                        generator=torch.Generator().manual_seed(hash((seed, int(i))) % 2**63))
+                                        generator=seeded_generator("indexed noise", seed, int(i)))
                             for i in indices])
 
     def predict_step(self, batch: Tensor, batch_idx: int) -> Tensor:
