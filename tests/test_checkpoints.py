@@ -187,3 +187,35 @@ def test_sigterm_during_test_stops_at_once_with_143_and_writes_no_report(workdir
     assert returncode == 143, err[-2000:]
     assert not (workdir / "runs/quickstart/report/metrics.json").exists()
     assert not (workdir / "runs/quickstart/report/report.md").exists()
+
+
+def test_pdegen_load_rebuilds_the_module_a_checkpoint_names_and_refuses_what_it_cannot(workdir):
+    """pdegen.load reads the module class from the checkpoint: the rebuilt teacher samples exactly what
+    its class's load_from_checkpoint does; a checkpoint without the record, or naming a class that is no
+    LightningModule, is refused with a message saying what to do."""
+    import pdegen
+    from pdegen.cli import main
+    from pdegen.modules import DiffusionTeacher
+
+    cli = main(["fit", "--config", QUICKSTART, *TINY, "--trainer.max_epochs=1", "--trainer.limit_train_batches=1",
+                "--trainer.limit_val_batches=0", "--trainer.logger=false"])
+    path = Path(cli.trainer.checkpoint_callback.last_model_path)
+    assert torch.load(path, weights_only=True)["pdegen"]["module"] == "pdegen.modules.teacher:DiffusionTeacher"
+    model = pdegen.load(path)
+    assert type(model) is DiffusionTeacher and not model.training
+    expected = DiffusionTeacher.load_from_checkpoint(path, map_location="cpu", weights_only=True).eval()
+    samples = model.sample(2, torch.Generator().manual_seed(3))
+    assert samples.shape == (2, 2, 16, 16)
+    torch.testing.assert_close(samples, expected.sample(2, torch.Generator().manual_seed(3)))
+
+    checkpoint = torch.load(path, weights_only=True)
+    del checkpoint["pdegen"]["module"]
+    torch.save(checkpoint, workdir / "unnamed.ckpt")
+    with pytest.raises(ValueError, match="does not record its module class.*load it with its class"):
+        pdegen.load(workdir / "unnamed.ckpt")
+    checkpoint["pdegen"]["module"] = "pathlib:Path"
+    torch.save(checkpoint, workdir / "foreign.ckpt")
+    with pytest.raises(TypeError, match="pathlib:Path, which is not a LightningModule"):
+        pdegen.load(workdir / "foreign.ckpt")
+    with pytest.raises(FileNotFoundError, match="missing.ckpt"):
+        pdegen.load(workdir / "missing.ckpt")

@@ -12,6 +12,7 @@ import pytest
 import torch
 from torch.distributions import Normal, kl_divergence
 
+import pdegen
 from pdegen.callbacks import LatencyCallback
 from pdegen.cli import main
 from pdegen.export import onnx_runner, save_onnx, save_torchscript, to_torchscript
@@ -285,7 +286,13 @@ def test_checkpoints_load_weights_only_and_an_untrusted_pickle_is_refused_loudly
     torch.save(checkpoint, workdir / "untrusted.ckpt")
     with pytest.raises(pickle.UnpicklingError, match="so it was not loaded.*PDEGEN_TRUSTED_CHECKPOINTS="):
         load_pinn(workdir / "untrusted.ckpt")
+    with pytest.raises(pickle.UnpicklingError, match="so it was not loaded"):
+        pdegen.load(workdir / "untrusted.ckpt")
     assert isinstance(load_pinn(path), PINN)
+    loaded = pdegen.load(path)  # the class read from the checkpoint
+    assert type(loaded) is PINN and not loaded.training
+    points = torch.rand(5, 2)
+    torch.testing.assert_close(loaded(points), load_pinn(path)(points))
     monkeypatch.setenv("PDEGEN_TRUSTED_CHECKPOINTS", str(workdir / "untrusted.ckpt"))  # on purpose
     assert isinstance(load_pinn(workdir / "untrusted.ckpt"), PINN)
 

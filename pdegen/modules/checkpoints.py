@@ -1,14 +1,21 @@
-"""Saving a module's constructor arguments and loading a pdegen checkpoint safely (``weights_only``)."""
+"""Saving a module's constructor arguments and what a checkpoint records; loading a pdegen checkpoint
+safely (``weights_only``), with its class named (:func:`load_module`) or read from the file (:func:`load`)."""
 
 from __future__ import annotations
 
+import importlib
 import os
 import pickle
 import warnings
+from pathlib import Path
 from typing import Any
 
+import lightning as L
+import torch
 from lightning.pytorch.core.mixins.hparams_mixin import _given_hyperparameters
 from torch import nn
+
+from pdegen import __version__
 
 
 def save_init_arguments(module: Any, frame: Any, ignore: list[str] | None = None) -> None:
@@ -26,7 +33,25 @@ def save_init_arguments(module: Any, frame: Any, ignore: list[str] | None = None
         module.save_hyperparameters(ignore=[*(ignore or []), "optimizer", "lr_scheduler"], frame=frame)
 
 
+def checkpoint_record(module: Any) -> dict[str, Any]:
+    """What every pdegen checkpoint holds under ``"pdegen"`` at least: the package version and the module's
+    class as ``"package.module:Class"``, which is what lets :func:`load` rebuild it without being told."""
+    return {"version": __version__, "module": f"{type(module).__module__}:{type(module).__qualname__}"}
+
+
 TRUSTED_CHECKPOINTS = "PDEGEN_TRUSTED_CHECKPOINTS"
+
+
+def _weights_only(path: str | os.PathLike) -> bool:
+    trusted = {os.path.realpath(p) for p in os.environ.get(TRUSTED_CHECKPOINTS, "").split(os.pathsep) if p}
+    return os.path.realpath(path) not in trusted
+
+
+def _refusal(path: str | os.PathLike, error: Exception, how: str) -> pickle.UnpicklingError:
+    return pickle.UnpicklingError(
+        f"{os.fspath(path)!r} pickles Python objects beyond tensors and plain containers, which can run "
+        "arbitrary code when loaded, so it was not loaded. If you trust its source, name it in the "
+        f"environment: {TRUSTED_CHECKPOINTS}={os.fspath(path)} (or load it yourself with {how}). ({error})")
 
 
 def load_module(cls: type, path: str | os.PathLike, **overrides: Any) -> Any:
@@ -39,15 +64,33 @@ def load_module(cls: type, path: str | os.PathLike, **overrides: Any) -> Any:
     unless the environment sets ``PDEGEN_TRUSTED_CHECKPOINTS`` to the paths (``os.pathsep``-separated)
     whose source you trust: the command-line way to load such a legacy checkpoint on purpose."""
     token = _given_hyperparameters.set(None)
-    trusted = {os.path.realpath(p) for p in os.environ.get(TRUSTED_CHECKPOINTS, "").split(os.pathsep) if p}
     try:
-        return cls.load_from_checkpoint(path, map_location="cpu",
-                                        weights_only=os.path.realpath(path) not in trusted, **overrides)
+        return cls.load_from_checkpoint(path, map_location="cpu", weights_only=_weights_only(path), **overrides)
     except pickle.UnpicklingError as error:
-        raise pickle.UnpicklingError(
-            f"{os.fspath(path)!r} pickles Python objects beyond tensors and plain containers, which can run "
-            "arbitrary code when loaded, so it was not loaded. If you trust its source, name it in the "
-            f"environment: {TRUSTED_CHECKPOINTS}={os.fspath(path)} (or load it yourself with "
-            f"{cls.__name__}.load_from_checkpoint(path, weights_only=False)). ({error})") from error
+        raise _refusal(path, error, f"{cls.__name__}.load_from_checkpoint(path, weights_only=False)") from error
     finally:
         _given_hyperparameters.reset(token)
+
+
+def load(path: str | os.PathLike, **overrides: Any) -> L.LightningModule:
+    """The module a pdegen checkpoint holds, on the CPU in eval mode, its class read from the file:
+    ``pdegen.load("runs/quickstart/checkpoints/last.ckpt").sample(16)`` for a generator (fields in
+    physical units), ``model(points)`` for a PINN. ``overrides`` go to ``load_from_checkpoint`` (e.g. a
+    student's ``teacher`` path where the teacher moved). Loads weights only, as :func:`load_module`."""
+    if not Path(path).is_file():
+        raise FileNotFoundError(f"checkpoint {os.fspath(path)!r} not found")
+    try:
+        record = torch.load(path, map_location="cpu", weights_only=_weights_only(path), mmap=True).get("pdegen", {})
+    except pickle.UnpicklingError as error:
+        raise _refusal(path, error, "<ModuleClass>.load_from_checkpoint(path, weights_only=False)") from error
+    if "module" not in record:
+        raise ValueError(f"{os.fspath(path)!r} does not record its module class (made before pdegen "
+                         "recorded it, or not by pdegen): load it with its class, "
+                         "e.g. pdegen.modules.DiffusionTeacher.load_from_checkpoint(path)")
+    module_name, _, qualname = record["module"].partition(":")
+    cls: Any = importlib.import_module(module_name)
+    for part in qualname.split("."):
+        cls = getattr(cls, part)
+    if not (isinstance(cls, type) and issubclass(cls, L.LightningModule)):
+        raise TypeError(f"{os.fspath(path)!r} names {record['module']}, which is not a LightningModule")
+    return load_module(cls, path, **overrides).eval()

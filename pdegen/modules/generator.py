@@ -19,10 +19,10 @@ from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
 from torch import Tensor
 from torch.utils.data import Dataset
 
-from pdegen import __version__, progress
+from pdegen import progress
 from pdegen.diffusion import Euler, Sampler
 from pdegen.metrics import reference_residual_scales, residual_loss
-from pdegen.modules.checkpoints import save_init_arguments
+from pdegen.modules.checkpoints import checkpoint_record, save_init_arguments
 from pdegen.modules.frozen_teacher import FrozenTeacher
 from pdegen.pdes import PDE, get_pde
 from pdegen.seeding import seeded_generator
@@ -83,8 +83,8 @@ class FieldModule(L.LightningModule):
             self.residual_scales = datamodule.residual_scales
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        checkpoint["pdegen"] = {"version": __version__, "pde": self.pde.describe() if self.pde else None,
-                                "residual_scales": self.residual_scales}
+        checkpoint["pdegen"] = checkpoint_record(self) | {"pde": self.pde.describe() if self.pde else None,
+                                                          "residual_scales": self.residual_scales}
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         saved = checkpoint.get("pdegen", {})

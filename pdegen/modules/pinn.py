@@ -14,7 +14,7 @@ from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
 from torch import Tensor, nn
 from torch.utils.data import DataLoader
 
-from pdegen.modules.checkpoints import save_init_arguments
+from pdegen.modules.checkpoints import checkpoint_record, save_init_arguments
 from pdegen.modules.kdpinn import PINNDistillation
 from pdegen.pdes.pointwise import PointwiseProblem
 from pdegen.pdes.pointwise.base import SAMPLING_METHODS, sample_box
@@ -197,6 +197,9 @@ class PINN(L.LightningModule):
         return DataLoader(range(1), batch_size=None)
 
     test_dataloader = val_dataloader
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        checkpoint["pdegen"] = checkpoint_record(self)
 
     # ------------------------------------------------------------------ loss and optimisation
     def forward(self, coords: Tensor) -> Tensor:
