@@ -217,5 +217,9 @@ def test_pdegen_load_rebuilds_the_module_a_checkpoint_names_and_refuses_what_it_
     torch.save(checkpoint, workdir / "foreign.ckpt")
     with pytest.raises(TypeError, match="pathlib:Path, which is not a LightningModule"):
         pdegen.load(workdir / "foreign.ckpt")
+    checkpoint["pdegen"]["module"] = "not_imported_here:Model"
+    torch.save(checkpoint, workdir / "elsewhere.ckpt")
+    with pytest.raises(ValueError, match="outside pdegen.*import not_imported_here first"):
+        pdegen.load(workdir / "elsewhere.ckpt")
     with pytest.raises(FileNotFoundError, match="missing.ckpt"):
         pdegen.load(workdir / "missing.ckpt")

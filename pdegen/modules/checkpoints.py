@@ -6,6 +6,7 @@ from __future__ import annotations
 import importlib
 import os
 import pickle
+import sys
 import warnings
 from pathlib import Path
 from typing import Any
@@ -76,7 +77,8 @@ def load(path: str | os.PathLike, **overrides: Any) -> L.LightningModule:
     """The module a pdegen checkpoint holds, on the CPU in eval mode, its class read from the file:
     ``pdegen.load("runs/quickstart/checkpoints/last.ckpt").sample(16)`` for a generator (fields in
     physical units), ``model(points)`` for a PINN. ``overrides`` go to ``load_from_checkpoint`` (e.g. a
-    student's ``teacher`` path where the teacher moved). Loads weights only, as :func:`load_module`."""
+    student's ``teacher`` path where the teacher moved). Loads weights only, as :func:`load_module`, and
+imports only pdegen's modules or ones already imported (a user's own module class: import it first)."""
     if not Path(path).is_file():
         raise FileNotFoundError(f"checkpoint {os.fspath(path)!r} not found")
     try:
@@ -88,6 +90,9 @@ def load(path: str | os.PathLike, **overrides: Any) -> L.LightningModule:
                          "recorded it, or not by pdegen): load it with its class, "
                          "e.g. pdegen.modules.DiffusionTeacher.load_from_checkpoint(path)")
     module_name, _, qualname = record["module"].partition(":")
+    if module_name.split(".")[0] != "pdegen" and module_name not in sys.modules:
+        raise ValueError(f"{os.fspath(path)!r} names {record['module']}, outside pdegen: a checkpoint imports "
+                         f"nothing else on its own; import {module_name} first, or load it with its class")
     cls: Any = importlib.import_module(module_name)
     for part in qualname.split("."):
         cls = getattr(cls, part)
