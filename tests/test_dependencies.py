@@ -7,6 +7,7 @@ import ast
 import importlib.metadata
 import inspect
 import sys
+from collections.abc import Iterable
 from pathlib import Path
 
 import pytest
@@ -23,11 +24,12 @@ def _project() -> dict:
     return tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
 
 
-def _requirements(extras: bool = True) -> list[Requirement]:
+def _requirements(extras: Iterable[str] | None = None) -> list[Requirement]:
+    """The package's own requirements and those of ``extras`` (default: every extra)."""
     project = _project()
-    lines = list(project["dependencies"])
-    if extras:
-        lines += [line for group in project["optional-dependencies"].values() for line in group]
+    groups = project["optional-dependencies"]
+    lines = [*project["dependencies"], *(line for extra in (groups if extras is None else extras)
+                                         for line in groups[extra])]
     return [Requirement(line) for line in lines]
 
 
@@ -46,9 +48,9 @@ def _imported_modules(folder: str) -> set[str]:
     return names - set(sys.stdlib_module_names) - LOCAL
 
 
-@pytest.mark.parametrize("folder, extras", [("pdegen", True), ("datamodules", False), ("tools", True),
-                                            ("tests", True)])
-def test_every_imported_package_is_declared(folder: str, extras: bool) -> None:
+@pytest.mark.parametrize("folder, extras", [("pdegen", None), ("datamodules", ()), ("tools", None),
+                                            ("tests", None)])
+def test_every_imported_package_is_declared(folder: str, extras: tuple[str, ...] | None) -> None:
     """A third-party import in ``folder`` comes from a distribution pyproject declares (the package's
     own dependencies, or an extra where the code may use an optional one)."""
     declared = {_canonical(r.name) for r in _requirements(extras)}
@@ -69,10 +71,7 @@ def test_tested_versions_lie_within_the_declared_bounds() -> None:
         if line.strip() and not line.startswith("#"):
             name, version = line.split("==")
             pins[_canonical(name)] = version.strip()
-    ci_extras = {"dev", "onnx"}
-    project = _project()
-    installed_by_ci = [Requirement(line) for line in project["dependencies"]]
-    installed_by_ci += [Requirement(line) for group in ci_extras for line in project["optional-dependencies"][group]]
+    installed_by_ci = _requirements(extras=("dev", "onnx"))  # .ci/run: pip install -e ".[dev,onnx]"
     unpinned = [str(r) for r in installed_by_ci if _canonical(r.name) not in pins]
     assert not unpinned, f"constraints.txt pins none of {unpinned}: regenerate it (its header says how)"
     outside = {r.name: pins[_canonical(r.name)] for r in _requirements()
