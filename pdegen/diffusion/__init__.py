@@ -12,9 +12,16 @@ from .edm import (
     edm_loss_weight,
     lognormal_sigma_levels,
 )
-from .gaussian import GaussianDenoiser, GaussianMixtureDenoiser, MixturePosterior
+from .gaussian import (
+    AR1Process,
+    CorrelatedGaussianDenoiser,
+    GaussianDenoiser,
+    GaussianMixtureDenoiser,
+    MixturePosterior,
+)
 from .guidance import OPTIMIZERS, NoiseOptimization, optimize_noise, project_to_shell
 from .pid_trajectory import SCHEMES, PIDTrajectory, check_scheme, pid_grid, pid_loss, pid_prediction
+from .reconstruction import ReconstructionGuidance
 from .samplers import (
     Euler,
     Guidance,
@@ -25,8 +32,16 @@ from .samplers import (
     check_sigma_range,
     karras_sigmas,
 )
+from .windows import LocalScoreDenoiser, autoregressive_rollout, check_split, num_windows
 
 __all__ = [
+    "AR1Process",
+    "CorrelatedGaussianDenoiser",
+    "LocalScoreDenoiser",
+    "ReconstructionGuidance",
+    "autoregressive_rollout",
+    "check_split",
+    "num_windows",
     "OPTIMIZERS",
     "NoiseOptimization",
     "optimize_noise",

@@ -10,6 +10,7 @@ For s = σ_d and every σ, λ(σ) E‖D(x + n, σ) − x‖²/dim = 1 (the EDM w
 
 from __future__ import annotations
 
+import math
 from typing import NamedTuple
 
 import torch
@@ -141,3 +142,118 @@ class GaussianMixtureDenoiser(nn.Module):
         if not solution.success:
             raise RuntimeError(f"the reference PF-ODE solve failed: {solution.message}")
         return torch.from_numpy(solution.y[:, -1]).reshape(shape)
+
+
+class CorrelatedGaussianDenoiser(nn.Module):
+    """The exact denoiser of N(μ, Σ) with a full covariance Σ over a sample's ``d`` entries (flattened in
+    C order), from its eigendecomposition Σ = Q Λ Qᵀ:
+
+        D(x, σ) = μ + Σ (Σ + σ² I)⁻¹ (x − μ),     Cov[x₀ | x_σ] = σ² Σ (Σ + σ² I)⁻¹ (= σ² ∂D/∂x).
+
+    ``shape`` is one sample's shape (its size must be d); ``mean`` broadcasts to it (default 0).
+    """
+
+    def __init__(self, covariance: Tensor, shape: tuple[int, ...], mean: Tensor | float = 0.0) -> None:
+        super().__init__()
+        covariance = torch.as_tensor(covariance, dtype=torch.float64)
+        size = math.prod(shape)
+        if covariance.shape != (size, size):
+            raise ValueError(f"covariance must be ({size}, {size}) for samples of shape {tuple(shape)}, "
+                             f"got {tuple(covariance.shape)}")
+        eigenvalues, eigenvectors = torch.linalg.eigh((covariance + covariance.T) / 2)
+        if not bool(eigenvalues.min() > 0):
+            raise ValueError(f"covariance must be positive definite (smallest eigenvalue {eigenvalues.min():.3g})")
+        self.shape = tuple(shape)
+        self.register_buffer("covariance", covariance)
+        self.register_buffer("eigenvalues", eigenvalues)
+        self.register_buffer("eigenvectors", eigenvectors)
+        self.register_buffer("mean", torch.as_tensor(mean, dtype=torch.float64).expand(self.shape).clone())
+
+    def _filter(self, x: Tensor, weights: Tensor) -> Tensor:
+        """Q diag(weights) Qᵀ applied to each sample of x (B, *shape), weights (B, d)."""
+        q = self.eigenvectors.to(x.dtype)
+        return ((x.reshape(len(x), -1) @ q) * weights.to(x.dtype)) @ q.T
+
+    def forward(self, x: Tensor, sigma: Tensor | float) -> Tensor:
+        """D(x, σ) = μ + Σ (Σ + σ² I)⁻¹ (x − μ), σ a scalar or (B,)."""
+        sigma = per_sample_sigma(sigma, x)[:, None]
+        mean = self.mean.to(x.dtype)
+        shrink = self.eigenvalues / (self.eigenvalues + sigma.double() ** 2)
+        return mean + self._filter(x - mean, shrink).reshape(x.shape)
+
+    def posterior_covariance(self, sigma: float) -> Tensor:
+        """Cov[x₀ | x_σ] = σ² Σ (Σ + σ² I)⁻¹, (d, d) float64 (the same for every x_σ)."""
+        q, lam = self.eigenvectors, self.eigenvalues
+        return (q * (sigma**2 * lam / (lam + sigma**2))) @ q.T
+
+    def sample(self, n: int, generator: torch.Generator | None = None) -> Tensor:
+        """``n`` float64 draws (n, *shape) of N(μ, Σ)."""
+        eps = torch.randn((n, len(self.eigenvalues)), generator=generator, dtype=torch.float64,
+                          device=self.eigenvalues.device)
+        return self.mean + ((eps * self.eigenvalues.sqrt()) @ self.eigenvectors.T).reshape(n, *self.shape)
+
+    def condition(self, mask: Tensor, observed: Tensor, noise_std: float) -> tuple[Tensor, Tensor]:
+        """The exact (Kalman) conditional of x given y = x[mask] + σ_y ξ, ξ ~ N(0, I), σ_y = ``noise_std``:
+        its mean (*shape) and covariance (d, d),
+
+            m = μ + Σ Aᵀ (A Σ Aᵀ + σ_y² I)⁻¹ (y − A μ),    P = Σ − Σ Aᵀ (A Σ Aᵀ + σ_y² I)⁻¹ A Σ,
+
+        A the selection of the ``mask`` entries (bool, *shape), ``observed`` the values there (*shape)."""
+        index = mask.reshape(-1).nonzero().squeeze(1)
+        sigma, mu = self.covariance, self.mean.reshape(-1)
+        gain = torch.linalg.solve(sigma[index][:, index] + noise_std**2 * torch.eye(len(index), dtype=sigma.dtype),
+                                  sigma[index]).T  # Σ Aᵀ (A Σ Aᵀ + σ_y² I)⁻¹
+        innovation = observed.double().reshape(-1)[index] - mu[index]
+        return (mu + gain @ innovation).reshape(self.shape), sigma - gain @ sigma[index]
+
+
+class AR1Process:
+    """A stationary linear-Gaussian process in time over a periodic 1-D grid of R points, in pdegen's
+    trajectory layout (B, 1, T, R):
+
+        x₀ ~ N(0, S),   x_{n+1} = a x_n + sqrt(1 − a²) ξ_n,   ξ_n ~ N(0, S) i.i.d.,
+
+    S circulant with eigenvalues ∝ exp(−(m/ℓ)²) for the Fourier wavenumbers m, scaled to unit marginal
+    variance. Every state is N(0, S), Cov(x_i, x_j) = a^|i−j| S, so a window of k states is
+    N(0, T_k ⊗ S) with (T_k)_ij = a^|i−j|, whose denoiser is exact (:meth:`window_denoiser`); the
+    h-step forecast from x₀ is N(a^h x₀, (1 − a^{2h}) S). The closed-form reference of the conditional
+    diffusion tests.
+    """
+
+    def __init__(self, a: float = 0.9, resolution: int = 8, length_scale: float = 2.0) -> None:
+        if not 0 < abs(a) < 1:
+            raise ValueError(f"the AR(1) coefficient must satisfy 0 < |a| < 1, got {a}")
+        self.a, self.resolution = float(a), int(resolution)
+        m = torch.fft.fftfreq(self.resolution, 1 / self.resolution, dtype=torch.float64)
+        spectrum = torch.exp(-((m / length_scale) ** 2))
+        spectrum = spectrum * self.resolution / spectrum.sum()  # unit marginal variance
+        first_row = torch.fft.ifft(spectrum).real
+        index = torch.arange(self.resolution)
+        self.spatial_covariance = first_row[(index[None, :] - index[:, None]) % self.resolution]
+
+    def time_covariance(self, num_states: int) -> Tensor:
+        """(T_k)_ij = a^|i−j|, (k, k)."""
+        index = torch.arange(num_states, dtype=torch.float64)
+        return self.a ** (index[:, None] - index[None, :]).abs()
+
+    def window_covariance(self, num_states: int) -> Tensor:
+        """Cov of a window of ``num_states`` states flattened as (1, k, R): T_k ⊗ S."""
+        return torch.kron(self.time_covariance(num_states), self.spatial_covariance)
+
+    def window_denoiser(self, num_states: int) -> CorrelatedGaussianDenoiser:
+        """The exact denoiser of windows (B, 1, k, R)."""
+        return CorrelatedGaussianDenoiser(self.window_covariance(num_states), (1, num_states, self.resolution))
+
+    def sample(self, n: int, num_states: int, generator: torch.Generator | None = None) -> Tensor:
+        """``n`` trajectories (n, 1, T, R) float64 started in the stationary distribution."""
+        root = torch.linalg.cholesky(self.spatial_covariance)
+        draws = torch.randn((n, num_states, self.resolution), generator=generator, dtype=torch.float64) @ root.T
+        states = [draws[:, 0]]
+        for n_ in range(1, num_states):
+            states.append(self.a * states[-1] + math.sqrt(1 - self.a**2) * draws[:, n_])
+        return torch.stack(states, dim=1).unsqueeze(1)
+
+    def forecast_moments(self, state: Tensor, steps: int) -> tuple[Tensor, Tensor]:
+        """Mean a^h x₀ (shaped like ``state``) and covariance (1 − a^{2h}) S (R, R) of the state h = ``steps``
+        steps after ``state``."""
+        return self.a**steps * state.double(), (1 - self.a ** (2 * steps)) * self.spatial_covariance

@@ -33,21 +33,42 @@ class NoiseEmbedding(nn.Module):
 
 
 class NoiseConditionedNet(nn.Module):
-    """Base of the backbones: ``forward(x: (B, C, H, W), c_noise: (B,)) -> (B, C, H, W)`` with
-    C = ``channels``, and a :class:`NoiseEmbedding` ``self.embedding``."""
+    """Base of the backbones: ``forward(x: (B, channels + cond_channels, *grid), c_noise: (B,))
+    -> (B, channels, *grid)``, grid = ``dims`` spatial axes ((H, W) by default), and a
+    :class:`NoiseEmbedding` ``self.embedding``.
 
-    def __init__(self, channels: int, emb_dim: int) -> None:
+    ``channels`` are the channels of the field being denoised (the output); ``cond_channels``
+    extra channels of conditioning (e.g. observed states of a trajectory window) are concatenated
+    by the caller after the field and are read but not predicted.
+    """
+
+    def __init__(self, channels: int, emb_dim: int, cond_channels: int = 0, dims: int = 2) -> None:
         super().__init__()
         if channels < 1:
             raise ValueError(f"channels must be >= 1, got {channels}")
+        if cond_channels < 0:
+            raise ValueError(f"cond_channels must be >= 0, got {cond_channels}")
+        if dims < 1:
+            raise ValueError(f"dims must be >= 1, got {dims}")
         self.channels = channels
+        self.cond_channels = cond_channels
+        self.dims = dims
         self.embedding = NoiseEmbedding(emb_dim)
 
     def check_input(self, x: Tensor, c_noise: Tensor) -> Tensor:
         """Validate x and return c_noise as (B,) (a single value is broadcast to the batch)."""
-        if x.ndim != 4:
-            raise ValueError(f"expected input of shape (B, C, H, W), got {tuple(x.shape)}")
-        if x.shape[1] != self.channels:
+        if x.ndim != 2 + self.dims:
+            grid = {1: "R", 2: "H, W", 3: "D, H, W"}.get(self.dims, "*grid")
+            raise ValueError(f"expected input of shape (B, C, {grid}) ({self.dims}-D fields), got {tuple(x.shape)}")
+        expected = self.channels + self.cond_channels
+        if x.shape[1] != expected:
+            if self.cond_channels:
+                raise ValueError(
+                    f"wrong channel count: the network was built for {expected} input channels "
+                    f"(channels={self.channels} field + cond_channels={self.cond_channels} condition) but "
+                    f"the input has {x.shape[1]} (shape {tuple(x.shape)}); set `channels` in the YAML to "
+                    "the PDE's channels and `cond_channels` to the channels concatenated after the field"
+                )
             raise ValueError(
                 f"wrong channel count: the network was built for {self.channels} channels but "
                 f"the input has {x.shape[1]} (shape {tuple(x.shape)}); set `channels` in the "
