@@ -6,5 +6,6 @@ the family; ``lightning_configs/data/<family>.yaml`` holds each family's setting
 
 from .base import EpochShuffle, PDEDataModule, TensorSamples
 from .request import SampleRequest
+from .windows import TrajectoryWindows, random_windows
 
-__all__ = ["EpochShuffle", "PDEDataModule", "SampleRequest", "TensorSamples"]
+__all__ = ["EpochShuffle", "PDEDataModule", "SampleRequest", "TensorSamples", "TrajectoryWindows", "random_windows"]

@@ -75,6 +75,8 @@ class PDEDataModule(L.LightningDataModule):
     ``seed`` and the epoch (:class:`EpochShuffle`), so a resumed fit sees the same batches. Under DDP
     the file is generated once, by global rank 0 (``cache_dir`` must be on a filesystem every node
     sees), and read by every rank; the evaluation splits are sharded without repeats.
+    ``test_pde``: a separate test set of ``test_num_samples`` trajectories of the same family that differ only in
+    ``num_states`` (forecasts evaluated on longer trajectories than the training ones), generated with seed + 1.
     ``normalizer_stats`` gives the per-channel mean and std of the training split and ``residual_scales``
     the data's residual normalisation; the model copies both, so they travel in its checkpoint.
     """
@@ -82,8 +84,11 @@ class PDEDataModule(L.LightningDataModule):
     def __init__(self, pde: PDE, num_samples: int = 1000, seed: int = 0, cache_dir: str = "data",
                  file: str | None = None, splits: tuple[float, float, float] = (0.8, 0.1, 0.1),
                  split_seed: int = 0, batch_size: int = 32, eval_batch_size: int | None = None,
-                 num_workers: int = 0, generate_device: str = "auto") -> None:
+                 num_workers: int = 0, generate_device: str = "auto", test_pde: PDE | None = None,
+                 test_num_samples: int = 128) -> None:
         super().__init__()
+        if test_pde is not None:
+            self._check_test_pde(pde, test_pde, splits)
         self.prepare_data_per_node = False  # generated once, by global rank 0, into a shared cache_dir
         if len(splits) != 3 or any(s < 0 for s in splits) or abs(sum(splits) - 1.0) > 1e-6:
             raise ValueError(f"splits must be three non-negative fractions summing to 1, got {splits}")
@@ -100,22 +105,49 @@ class PDEDataModule(L.LightningDataModule):
         self.eval_batch_size = eval_batch_size or batch_size
         self.num_workers = num_workers
         self.generate_device = generate_device
+        self.test_pde, self.test_num_samples = test_pde, int(test_num_samples)
         self.datasets: dict[str, TensorSamples] = {}
+
+    @staticmethod
+    def _check_test_pde(pde: PDE, test_pde: PDE, splits) -> None:
+        """A separate test set may differ from the training data only in the number of stored states."""
+        if type(test_pde) is not type(pde) or "num_states" not in pde.physics():
+            raise ValueError(f"test_pde ({test_pde.name}) must be the same time-dependent family as pde ({pde.name})")
+        differs = {k: (v, test_pde.physics()[k]) for k, v in pde.physics().items()
+                   if k != "num_states" and test_pde.physics()[k] != v}
+        if differs:
+            raise ValueError(f"test_pde may differ from pde only in num_states (longer test trajectories); it differs "
+                             f"in {differs} (pde's value first)")
+        if splits[2] != 0:
+            raise ValueError(f"with a test_pde the test split is its own file: set splits' test fraction to 0, e.g. "
+                             f"splits: [{splits[0] + splits[2]:g}, {splits[1]:g}, 0]")
 
     @property
     def path(self) -> Path:
         """The dataset file: ``file`` if given, else a name derived from the PDE parameters and seed."""
         if self.file is not None:
             return Path(self.file)
-        digest = hashlib.sha1(json.dumps(self.pde.physics(), sort_keys=True).encode()).hexdigest()[:10]
-        return self.cache_dir / f"{self.pde.name}_{digest}_n{self.num_samples}_seed{self.seed}.h5"
+        return self._cache_path(self.pde, self.num_samples, self.seed)
+
+    def _cache_path(self, pde: PDE, num_samples: int, seed: int) -> Path:
+        digest = hashlib.sha1(json.dumps(pde.physics(), sort_keys=True).encode()).hexdigest()[:10]
+        return self.cache_dir / f"{pde.name}_{digest}_n{num_samples}_seed{seed}.h5"
+
+    @property
+    def test_path(self) -> Path | None:
+        """The separate test file of ``test_pde`` (its trajectories drawn with seed + 1), or ``None``."""
+        if self.test_pde is None:
+            return None
+        return self._cache_path(self.test_pde, self.test_num_samples, self.seed + 1)
 
     def prepare_data(self) -> None:
+        device = self.generate_device
+        if device == "auto":
+            device = "cuda" if torch.cuda.is_available() else "cpu"
         if self.file is None and not self.path.exists():
-            device = self.generate_device
-            if device == "auto":
-                device = "cuda" if torch.cuda.is_available() else "cpu"
             generate_dataset(self.pde, self.num_samples, self.seed, self.path, device=device)
+        if self.test_path is not None and not self.test_path.exists():
+            generate_dataset(self.test_pde, self.test_num_samples, self.seed + 1, self.test_path, device=device)
 
     def setup(self, stage: str | None = None) -> None:
         if self.datasets:
@@ -129,6 +161,8 @@ class PDEDataModule(L.LightningDataModule):
         bounds = [0, sizes[0], sizes[0] + sizes[1], len(data)]
         for name, lo, hi in zip(("train", "val", "test"), bounds[:-1], bounds[1:]):
             self.datasets[name] = TensorSamples(data[permutation[lo:hi]])
+        if self.test_path is not None:
+            self.datasets["test"] = TensorSamples(load_samples(self.test_path, dtype=torch.float64)[0])
         if len(self.datasets["train"]) < 2:
             raise ValueError(f"the training split has {len(self.datasets['train'])} samples; raise num_samples")
 

@@ -47,10 +47,13 @@ def workdir(tmp_path, monkeypatch, shared_data_cache):
 
 
 # data generation at full size takes minutes for the time-dependent families on a CPU: settings that
-# shorten it without changing the layout a config trains on, by config file stem
+# shorten it without changing the layout a config trains on, by config file stem (or folder/stem)
 CHEAPER_DATA = {
     "kolmogorov": ["--data.init_args.pde.init_args.sim_resolution=64", "--data.init_args.pde.init_args.burn_in=0.4"],
     "ks": ["--data.init_args.pde.init_args.burn_in=4.0"],
+    **{f"conditional/{stem}": ["--data.init_args.pde.init_args.burn_in=4.0", "--data.init_args.test_num_samples=2",
+                               "--data.init_args.test_pde.init_args.burn_in=4.0"]
+       for stem in ("ks", "ks_joint", "ks_amortised")},
 }
 
 

@@ -155,7 +155,7 @@ def _amortised_window_sampler(process: AR1Process, window: int, noise: torch.Gen
     """Exact amortised sampling of a window given its first c states: the PF-ODE of the Gaussian conditional."""
     prior = process.window_denoiser(window)
 
-    def sample_window(known: torch.Tensor) -> torch.Tensor:
+    def sample_window(known: torch.Tensor, start: int) -> torch.Tensor:
         c = known.shape[2]
         mask = torch.zeros(1, window, process.resolution, dtype=torch.bool)
         mask[:, :c] = True
@@ -200,7 +200,7 @@ def test_joint_autoregressive_rollout_with_reconstruction_guidance_forecasts_the
     index = mask[0].reshape(-1).nonzero().squeeze(1)
     noise = _gen(13)
 
-    def sample_window(known: torch.Tensor) -> torch.Tensor:
+    def sample_window(known: torch.Tensor, start: int) -> torch.Tensor:
         observed = torch.zeros(n, 1, 3, 6, dtype=torch.float64)
         observed[:, :, :1] = known
         guided = ReconstructionGuidance(prior, observed, mask, noise_std=1e-3,
@@ -240,10 +240,11 @@ def test_rollout_bookkeeping():
     assert num_windows(5, 3, 1, given=5) == 0
     with pytest.raises(ValueError, match="condition on 0 to 2"):
         num_windows(10, 3, 3)
-    seen = []
+    seen, starts = [], []
 
-    def sample_window(known: torch.Tensor) -> torch.Tensor:
+    def sample_window(known: torch.Tensor, start: int) -> torch.Tensor:
         seen.append(known[0, 0, :, 0].tolist())
+        starts.append(start)
         start = known[:, :, -1:] if known.shape[2] else torch.zeros(1, 1, 1, 1)
         steps = torch.arange(1, 4 - known.shape[2] + 1, dtype=torch.float64).reshape(1, 1, -1, 1)
         return torch.cat([known, start + steps], dim=2)  # counts on from the last known state
@@ -251,6 +252,7 @@ def test_rollout_bookkeeping():
     initial = torch.tensor([[[[0.0], [1.0]]]])
     trajectory = autoregressive_rollout(sample_window, initial, 9, window=4, history=2)
     assert trajectory[0, 0, :, 0].tolist() == list(map(float, range(9)))
-    assert seen == [[0.0, 1.0], [2.0, 3.0], [4.0, 5.0], [6.0, 7.0]]
+    assert seen == [[0.0, 1.0], [2.0, 3.0], [4.0, 5.0], [6.0, 7.0]] and starts == [0, 2, 4, 6]
     from_nothing = autoregressive_rollout(sample_window, torch.zeros(1, 1, 0, 1), 5, window=4, history=2)
     assert from_nothing[0, 0, :, 0].tolist() == [1.0, 2.0, 3.0, 4.0, 5.0] and seen[-2:] == [[], [3.0, 4.0]]
+    assert starts[-2:] == [0, 2]

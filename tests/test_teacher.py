@@ -50,7 +50,8 @@ def test_every_experiment_config_runs_fast_dev_run(config, workdir, cheaper_data
     smaller_net = [f"{unet}base_channels=16"] if "pdegen.nets.UNet" in config.read_text() else []
     cli = main(["fit", "--config", str(config), "--trainer.fast_dev_run=true", "--trainer.accelerator=cpu",
                 "--data.init_args.num_samples=12", "--data.init_args.batch_size=4",
-                "--trainer.enable_progress_bar=false", *cheaper_data.get(config.stem, []), *smaller_net])
+                "--trainer.enable_progress_bar=false", *smaller_net,
+                *cheaper_data.get(f"{config.parent.name}/{config.stem}", cheaper_data.get(config.stem, []))])
     assert cli.trainer.state.finished
     assert cli.trainer.global_step == 1
 

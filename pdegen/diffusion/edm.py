@@ -89,11 +89,14 @@ class EDMPreconditioner(nn.Module):
         param = next((p for p in self.net.parameters() if p.is_floating_point()), None)
         return x.dtype if param is None else param.dtype
 
-    def forward(self, x: Tensor, sigma: Tensor | float) -> Tensor:
+    def forward(self, x: Tensor, sigma: Tensor | float, condition: Tensor | None = None) -> Tensor:
+        """D(x, σ); a ``condition`` (clean conditioning inputs, e.g. observed states) is passed to the backbone
+        unscaled, as ``net(c_in x, c_noise, condition)``."""
         sigma = per_sample_sigma(sigma, x)
         c = self.coefficients(sigma)
         dtype = self._net_dtype(x)
-        f = self.net((broadcast_like(c.c_in, x) * x).to(dtype), c.c_noise.to(dtype))
+        inputs = ((broadcast_like(c.c_in, x) * x).to(dtype), c.c_noise.to(dtype))
+        f = self.net(*inputs) if condition is None else self.net(*inputs, condition.to(dtype))
         return broadcast_like(c.c_skip, x) * x + broadcast_like(c.c_out, x) * f.to(x.dtype)
 
 

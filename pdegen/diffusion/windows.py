@@ -38,12 +38,13 @@ def check_split(window: int, history: int) -> None:
                          f"got history={history}")
 
 
-def autoregressive_rollout(sample_window: Callable[[Tensor], Tensor], initial: Tensor, num_states: int,
+def autoregressive_rollout(sample_window: Callable[[Tensor, int], Tensor], initial: Tensor, num_states: int,
                            window: int, history: int) -> Tensor:
     """A trajectory ``(B, C, num_states, *space)`` from ``initial`` states ``(B, C, C₀, *space)`` (C₀ may be 0),
-    window by window: ``sample_window(known)`` gets the last min(C₀', ``history``) states known so far
-    ``(B, C, c, *space)`` and returns a window ``(B, C, window, *space)`` whose first c states are
-    conditioned on them; its other states are appended. The given states are kept exactly (the first c
+    window by window: ``sample_window(known, start)`` gets the last c = min(states known, ``history``) states
+    known so far ``(B, C, c, *space)`` and the index in the trajectory of the window's first state, and returns
+    a window ``(B, C, window, *space)`` whose first c states are conditioned on them; its other states are
+    appended (a window reaching past ``num_states`` is cut). The given states are kept exactly (the first c
     states of each window are dropped, never copied back)."""
     check_split(window, history)
     states = [initial]
@@ -53,7 +54,7 @@ def autoregressive_rollout(sample_window: Callable[[Tensor], Tensor], initial: T
         progress.note(f"window {index + 1}/{total}")
         c = min(known, history)
         trajectory = torch.cat(states, dim=2)
-        sampled = sample_window(trajectory[:, :, known - c:known])
+        sampled = sample_window(trajectory[:, :, known - c:known], known - c)
         if sampled.shape[2] != window:
             raise ValueError(f"sample_window returned {sampled.shape[2]} states, expected a window of {window}")
         new = sampled[:, :, c:c + num_states - known].to(initial.dtype)

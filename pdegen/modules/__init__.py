@@ -1,6 +1,7 @@
 """LightningModules: thin shells wiring PDEs, diffusion, nets and metrics into train/val/test steps."""
 
 from .checkpoints import load_module, save_init_arguments
+from .conditional import ConditionalDiffusion
 from .features import FeatureSurrogate
 from .frozen_teacher import FrozenTeacher
 from .generator import FieldModule, GeneratorModule
@@ -11,5 +12,6 @@ from .piddm import PIDDMStudent
 from .pinn import PINN
 from .teacher import DiffusionTeacher
 
-__all__ = ["PINN", "DiffusionTeacher", "FeatureSurrogate", "FieldModule", "FrozenTeacher", "GeneratorModule",
-           "GuidedDiffusion", "PIDDMStudent", "PINNDistillation", "PIDStudent", "load_module", "save_init_arguments"]
+__all__ = ["PINN", "ConditionalDiffusion", "DiffusionTeacher", "FeatureSurrogate", "FieldModule", "FrozenTeacher",
+           "GeneratorModule", "GuidedDiffusion", "PIDDMStudent", "PINNDistillation", "PIDStudent", "load_module",
+           "save_init_arguments"]

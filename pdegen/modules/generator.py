@@ -258,12 +258,13 @@ class GeneratorModule(FieldModule, metaclass=ABCMeta):
 
     def sample_with(self, generate: Callable[..., Tensor], n: int, generator: torch.Generator | None = None,
                     batch_size: int | None = None, conditions: tuple[Tensor, ...] = (),
-                    noise: Tensor | None = None) -> Tensor:
+                    noise: Tensor | None = None, shape: tuple[int, ...] | None = None) -> Tensor:
         """Like :meth:`sample`, with ``generate(noise, *conditions) -> normalised samples`` in place of
         :meth:`generate`; ``conditions`` are per-sample tensors ``(n, ...)`` split into the
         same batches as the noise. The same ``generator`` seed gives the same noise whatever
         ``generate`` is, so students and their teacher can be compared sample by sample; ``noise``
-        ``(n, *sample_shape)`` (standard normal) is used instead of drawing it.
+        ``(n, *sample_shape)`` (standard normal) is used instead of drawing it; ``shape`` replaces ``sample_shape``
+        (e.g. a forecast longer than the training trajectories).
 
         Runs without autograd, but outside inference mode (also under ``pdegen test``), so that a
         ``generate`` that steers its sampling by gradients (guidance, noise optimisation) can
@@ -275,12 +276,12 @@ class GeneratorModule(FieldModule, metaclass=ABCMeta):
         self.eval()
         try:
             with torch.inference_mode(False), torch.no_grad():
+                shape = tuple(shape or self.sample_shape)
                 if noise is None:
-                    noise = torch.randn(n, *self.sample_shape, generator=generator, dtype=torch.float64,
+                    noise = torch.randn(n, *shape, generator=generator, dtype=torch.float64,
                                         device=generator.device if generator is not None else self.device)
-                elif noise.shape != (n, *self.sample_shape):
-                    raise ValueError(f"noise must be (n, *sample_shape) = {(n, *self.sample_shape)}, got "
-                                     f"{tuple(noise.shape)}")
+                elif noise.shape != (n, *shape):
+                    raise ValueError(f"noise must be (n, *sample_shape) = {(n, *shape)}, got {tuple(noise.shape)}")
                 noise = noise.to(self.device, torch.float64)
                 conditions = tuple(c.to(self.device).clone() for c in conditions)  # plain tensors, not inference ones
                 pieces = zip(noise.split(batch_size), *(c.split(batch_size) for c in conditions))

@@ -165,6 +165,18 @@ class PDE(abc.ABC):
         """Random inputs and their solutions: ``(n, channels, *grid)``, float64."""
         return self.solve(self.sample_inputs(n, generator))
 
+    def replace(self, **changes: Any) -> PDE:
+        """The same family with some parameters changed (e.g. ``num_states`` of a longer trajectory)."""
+        unknown = set(changes) - set(self.params())
+        if unknown:
+            raise ValueError(f"{self.name} has no parameters {sorted(unknown)}; it has {sorted(self.params())}")
+        return type(self)(**(self.params() | changes))
+
+    def static_fields(self) -> Tensor | None:
+        """Fields that are the same in every sample, on the spatial grid ``(S, *space)`` (e.g. Kolmogorov's
+        forcing), that a network working on windows of states may take as input; ``None``: there are none."""
+        return None
+
     def check_sample(self, x: Tensor) -> None:
         """Raise a ValueError naming the expected layout unless ``x`` is ``(batch, *sample_shape)``."""
         if x.ndim != 1 + len(self.sample_shape) or tuple(x.shape[1:]) != self.sample_shape:

@@ -233,6 +233,11 @@ class KolmogorovFlow(PDE):
         f = -self.forcing_wavenumber * self.forcing_amplitude * torch.cos(self.forcing_wavenumber * y)
         return f.expand(resolution, resolution)
 
+    def static_fields(self) -> Tensor:
+        """The forcing's shape ``−cos(n y)`` (F / (n A)), ``(1, R, R)``: windowed models take it as input, since
+        a translation-equivariant network cannot tell where the forcing acts."""
+        return self.forcing(self.resolution)[None] / (self.forcing_wavenumber * self.forcing_amplitude)
+
     def params(self) -> dict[str, Any]:
         return {"resolution": self.resolution, "sim_resolution": self.sim_resolution,
                 "reynolds": self.reynolds, "drag": self.drag, "forcing_wavenumber": self.forcing_wavenumber,

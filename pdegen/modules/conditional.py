@@ -1,0 +1,396 @@
+"""ConditionalDiffusion: a diffusion model of windows of k consecutive PDE states that forecasts trajectories
+from their first states (Shysheya et al. 2024, "On conditional diffusion models for PDE simulations").
+
+One module, the variant a YAML choice:
+
+- ``joint``: an unconditional denoiser of k-state windows. It forecasts autoregressively (``scheme: ar``), each
+  window conditioned on the last C states by reconstruction guidance, or all at once (``scheme: aao``): one
+  diffusion over the whole trajectory, its denoiser composed from windows (SDA's local score), the initial
+  states imposed by reconstruction guidance;
+- ``amortised``: a denoiser of the window given its first C = ``history`` states, passed to the network as
+  channels (the masked states and the mask); it predicts P = k − C states a window;
+- ``universal``: the amortised network trained with C drawn at random in 0..k−1 (per sample, or per batch as in
+  the reference code: ``history_draw``), so one model serves every P|C split (``history`` is the split used to
+  forecast).
+
+Trajectories are ``(B, C, T, *space)`` in physical units; windows ``(B, C, k, *space)``; the network sees a
+window's states stacked on the channel axis (``net.channels`` = C·k) with the conditioning channels after them
+(``net.cond_channels``: (C + 1)·k for the amortised variants, plus the PDE's static fields, e.g. Kolmogorov's
+forcing). Conditioned states are given, not denoised: the denoiser returns them as they are, and the loss is
+the EDM loss over the predicted states only.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
+from torch import Tensor, nn
+
+from datamodules.windows import TrajectoryWindows, random_windows
+from pdegen.diffusion import (
+    EDMPreconditioner,
+    Heun,
+    LocalScoreDenoiser,
+    ReconstructionGuidance,
+    Sampler,
+    as_sampler,
+    autoregressive_rollout,
+    check_split,
+    edm_loss_weight,
+    karras_sigmas,
+    num_windows,
+)
+from pdegen.diffusion.edm import broadcast_like
+from pdegen.io import write_text_atomic
+from pdegen.metrics import (
+    crps_ensemble,
+    high_correlation_time,
+    spectrum_error,
+    state_correlation,
+    state_rmsd,
+)
+from pdegen.modules.generator import GeneratorModule
+from pdegen.pdes import PDE
+from pdegen.seeding import seeded_generator
+
+VARIANTS = ("joint", "amortised", "universal")
+SCHEMES = ("ar", "aao")
+HISTORY_DRAWS = ("sample", "batch")
+
+
+class WindowBackbone(nn.Module):
+    """A channel-stacked backbone on windows: ``forward(x (B, C, k, *space), c_noise, condition=None)`` runs
+    ``net`` on [x's states, the condition's, the static fields] stacked on the channel axis and returns the
+    output in the window's layout."""
+
+    def __init__(self, net: nn.Module) -> None:
+        super().__init__()
+        self.net = net
+        self.register_buffer("static", None, persistent=False)
+
+    def forward(self, x: Tensor, c_noise: Tensor, condition: Tensor | None = None) -> Tensor:
+        parts = [x.flatten(1, 2)]
+        if condition is not None:
+            parts.append(condition.flatten(1, 2))
+        if self.static is not None:
+            parts.append(self.static.to(x.dtype).expand(len(x), *self.static.shape))
+        return self.net(torch.cat(parts, dim=1), c_noise).view_as(x)
+
+
+class ConditionalDiffusion(GeneratorModule):
+    """Conditional diffusion over windows of ``window`` states (module docstring); forecasts with
+    :meth:`forecast`, samples unconditional trajectories with :meth:`sample` (joint and universal), and is
+    evaluated by ``pdegen test`` on the test split's trajectories: each forecast from its first ``history``
+    states, ``ensemble_size`` members, scored by per-state correlation and RMSD, high-correlation time (both
+    conventions), CRPS and spread–skill (ensembles), energy-spectrum error and the PDE residual next to the
+    data's, with wall time and network evaluations per trajectory (``report/forecast_scores.json``).
+
+    Args:
+        net: the backbone with ``channels`` = C·window and ``cond_channels`` as above (e.g. a 1-D
+            :class:`~pdegen.nets.UNet` with ``padding_mode: circular`` for KS).
+        window: k, states per window (odd for ``scheme: aao``).
+        history: C, the states a forecast conditions each window on (1 ≤ C < k; the trained split of ``amortised``).
+        variant, scheme, history_draw: above.
+        guidance_noise_std, guidance_gamma: σ_y and γ of reconstruction guidance (the paper's 0.01 and 0.1;
+            normalised units).
+        ensemble_size: forecasts per initial condition in ``pdegen test``.
+        sigma_data, p_mean, p_std, sampler, num_steps, sigma_min, sigma_max, rho: as the
+            :class:`~pdegen.modules.DiffusionTeacher`'s (EDM preconditioning, training σ, the PF-ODE solver).
+    """
+
+    def __init__(self, net: nn.Module, window: int = 9, history: int = 1, variant: str = "universal",
+                 scheme: str = "ar", history_draw: str = "sample", guidance_noise_std: float = 0.01,
+                 guidance_gamma: float = 0.1, ensemble_size: int = 1, sigma_data: float = 1.0,
+                 p_mean: float = -1.2, p_std: float = 1.2, sampler: Sampler | None = None, num_steps: int = 16,
+                 sigma_min: float = 0.002, sigma_max: float = 80.0, rho: float = 7.0, sample_batch_size: int = 64,
+                 optimizer: OptimizerCallable = torch.optim.Adam,
+                 lr_scheduler: LRSchedulerCallable | None = None) -> None:
+        for name, value, choices in (("variant", variant, VARIANTS), ("scheme", scheme, SCHEMES),
+                                     ("history_draw", history_draw, HISTORY_DRAWS)):
+            if value not in choices:
+                raise ValueError(f"unknown {name} {value!r}; choose one of {choices}")
+        check_split(window, history)
+        if history < 1:
+            raise ValueError("history must be >= 1: a forecast conditions on at least one state")
+        if scheme == "aao" and (variant != "joint" or window % 2 == 0):
+            raise ValueError("scheme aao composes a joint model's windows (SDA's local score): it needs "
+                             f"variant joint and an odd window, got variant {variant!r}, window {window}")
+        if net.channels % window:
+            raise ValueError(f"the net's channels ({net.channels}) must be the PDE's channels times window={window}: "
+                             f"set `channels: {window}` on the net for a one-channel PDE")
+        if int(ensemble_size) != ensemble_size or ensemble_size < 1:
+            raise ValueError(f"ensemble_size must be an integer >= 1, got {ensemble_size}")
+        super().__init__(net.channels // window, sample_batch_size=sample_batch_size, optimizer=optimizer,
+                         lr_scheduler=lr_scheduler)
+        self.save_init_arguments()
+        self.window, self.history, self.variant, self.scheme = int(window), int(history), variant, scheme
+        self.denoiser = EDMPreconditioner(WindowBackbone(net), sigma_data=sigma_data)
+        self.sampler = as_sampler(sampler, Heun, "sampler")
+        self.sigmas = karras_sigmas(num_steps, sigma_min=sigma_min, sigma_max=sigma_max, rho=rho)
+        self.forecast_scores: dict[str, Any] = {}
+        """The last ``pdegen test``'s scores and curves (also written to ``report/forecast_scores.json``)."""
+        self._scores: list[dict[str, Tensor]] = []
+
+    # ------------------------------------------------------------------ the PDE and the network
+    def attach_pde(self, pde: PDE, source: str = "the data") -> None:
+        super().attach_pde(pde, source)
+        static = pde.static_fields()
+        net = self.denoiser.net.net
+        expected = (0 if self.variant == "joint" else (pde.num_channels + 1) * self.window)
+        expected += 0 if static is None else len(static)
+        if getattr(net, "cond_channels", 0) != expected:
+            what = "" if self.variant == "joint" else f"(C + 1)·window = {(pde.num_channels + 1) * self.window}"
+            if static is not None:
+                what += f"{' + ' if what else ''}{len(static)} static field(s) of {pde.name}"
+            raise ValueError(f"the {self.variant} model's net needs cond_channels={expected} ({what or 'none'}), "
+                             f"got {getattr(net, 'cond_channels', 0)}: set `cond_channels: {expected}` on the net")
+        if pde.grid.boundary[0] != "time":
+            raise ValueError(f"{pde.name} samples are not trajectories (their first grid axis is "
+                             f"{pde.grid.boundary[0]!r}, not 'time'): ConditionalDiffusion models time-dependent "
+                             "families (ks, kolmogorov, burgers)")
+        self.denoiser.net.static = None if static is None else static.float().to(self.device)
+
+    @property
+    def dt(self) -> float:
+        """The time between stored states (the grid's time spacing)."""
+        return float(self.pde.grid.spacing[0])
+
+    # ------------------------------------------------------------------ training
+    def training_data(self, samples) -> TrajectoryWindows:
+        """Every window of the training trajectories (:class:`~datamodules.windows.TrajectoryWindows`)."""
+        return TrajectoryWindows(samples.data, self.window)
+
+    def _draw_history(self, size: int, generator: torch.Generator | None) -> Tensor:
+        """C per sample (B,): 0 (joint), ``history`` (amortised) or uniform in 0..k−1 (universal)."""
+        if self.variant == "joint":
+            return torch.zeros(size, dtype=torch.long, device=self.device)
+        if self.variant == "amortised":
+            return torch.full((size,), self.history, dtype=torch.long, device=self.device)
+        count = size if self.hparams.history_draw == "sample" else 1
+        drawn = torch.randint(0, self.window, (count,), generator=generator, device=self.device)
+        return drawn.expand(size)
+
+    def _state_mask(self, history: Tensor, like: Tensor) -> Tensor:
+        """Bool ``(B, 1, k, 1, ...)``: True on each window's first ``history[b]`` states."""
+        states = torch.arange(self.window, device=like.device)
+        return (states[None] < history[:, None]).reshape(len(history), 1, self.window, *([1] * (like.ndim - 3)))
+
+    def denoise(self, x: Tensor, sigma: Tensor | float, values: Tensor | None = None,
+                mask: Tensor | None = None) -> Tensor:
+        """D(x, σ) of windows ``(B, C, k, *space)`` (normalised) given ``values`` on the states where the bool
+        ``mask`` ``(B, 1, k, 1, ...)`` holds (amortised variants; those states are returned as given)."""
+        if self.variant == "joint":
+            return self.denoiser(x, sigma)
+        if mask is None:
+            mask = torch.zeros(len(x), 1, self.window, *([1] * (x.ndim - 3)), dtype=torch.bool, device=x.device)
+            values = torch.zeros_like(x)
+        given = torch.where(mask, values.to(x.dtype), torch.zeros((), dtype=x.dtype, device=x.device))
+        condition = torch.cat([given, mask.to(x.dtype).expand(-1, 1, -1, *x.shape[3:])], dim=1)
+        return torch.where(mask, given, self.denoiser(x, sigma, condition))
+
+    def loss(self, batch: Tensor, generator: torch.Generator | None = None) -> Tensor:
+        """EDM loss over the predicted states of windows ``(B, C, k, *space)`` (physical units); a batch of longer
+        trajectories (the held-out splits) gives one window each, at a start drawn from ``generator``."""
+        if batch.shape[2] != self.window:
+            batch = random_windows(batch, self.window, generator)
+        z = self.normalizer.encode(batch.float())
+        history = self._draw_history(len(z), generator)
+        mask = self._state_mask(history, z)
+        h = self.hparams
+        sigma = (h.p_mean + h.p_std * torch.randn(len(z), generator=generator, device=z.device)).exp()
+        noise = torch.randn(z.shape, generator=generator, device=z.device)
+        denoised = self.denoise(z + broadcast_like(sigma, z) * noise, sigma, z, mask)
+        predicted = self.window / (self.window - history).float()  # mean over the predicted states only
+        loss = (edm_loss_weight(sigma, h.sigma_data) * (denoised - z).square().flatten(1).mean(1) * predicted).mean()
+        self.log_loss_terms(len(z), edm_loss=loss)
+        return loss
+
+    # ------------------------------------------------------------------ sampling
+    def sample_window(self, known: Tensor, noise: Tensor) -> Tensor:
+        """One window ``(B, C, k, *space)`` (normalised, float64) from unit ``noise`` of that shape, its first
+        c states conditioned on ``known`` ``(B, C, c, *space)``: through the network input (amortised variants)
+        or reconstruction guidance (joint)."""
+        c = known.shape[2]
+        if self.variant == "amortised" and c != self.history:
+            raise ValueError(f"this amortised model was trained to predict {self.window - self.history} states from "
+                             f"{self.history} (P|C = {self.window - self.history}|{self.history}); it cannot condition "
+                             f"on {c}: use variant universal for other splits")
+        values = torch.zeros_like(noise)
+        values[:, :, :c] = known
+        mask = self._state_mask(torch.full((len(noise),), c, device=noise.device), noise)
+        if self.variant != "joint":
+            def denoiser(x: Tensor, sigma: Tensor) -> Tensor:
+                return self.denoise(x, sigma, values, mask)
+        elif c:
+            denoiser = self.guided(self.denoiser, values, mask.expand_as(values))
+        else:
+            denoiser = self.denoiser
+        sigmas = self.sigmas.to(noise.device)
+        return self.sampler(denoiser, noise.double() * sigmas[0], sigmas)
+
+    def guided(self, denoiser, observed: Tensor, mask: Tensor) -> ReconstructionGuidance:
+        """``denoiser`` steered towards ``observed`` where ``mask`` with this model's σ_y and γ."""
+        return ReconstructionGuidance(denoiser, observed, mask, self.hparams.guidance_noise_std,
+                                      self.hparams.guidance_gamma)
+
+    def rollout(self, noise: Tensor, initial: Tensor) -> Tensor:
+        """A normalised trajectory shaped like ``noise`` ``(B, C, T, *space)`` (unit noise, each state's used
+        for its own prediction) from ``initial`` states ``(B, C, C₀, *space)`` (C₀ may be 0 for joint and
+        universal models), by :attr:`scheme`."""
+        if initial.shape[2] == 0 and self.variant == "amortised":
+            raise TypeError("an amortised model forecasts from given states (forecast(initial)); it cannot start a "
+                            "trajectory from nothing: use variant universal or joint to sample unconditionally")
+        if self.scheme == "aao":
+            return self._all_at_once(noise, initial)
+        padded = torch.cat([noise, noise[:, :, :self.window]], dim=2)  # windows reaching past the end
+
+        def sample_window(known: Tensor, start: int) -> Tensor:
+            return self.sample_window(known, padded[:, :, start:start + self.window])
+
+        return autoregressive_rollout(sample_window, initial.double(), noise.shape[2], self.window, self.history)
+
+    def _all_at_once(self, noise: Tensor, initial: Tensor) -> Tensor:
+        local = LocalScoreDenoiser(self.denoiser, self.window)
+        c = initial.shape[2]
+        denoiser = local
+        if c:
+            values = torch.zeros_like(noise)
+            values[:, :, :c] = initial
+            mask = torch.zeros_like(noise, dtype=torch.bool)
+            mask[:, :, :c] = True
+            denoiser = self.guided(local, values, mask)
+        sigmas = self.sigmas.to(noise.device)
+        x = self.sampler(denoiser, noise.double() * sigmas[0], sigmas)
+        return torch.cat([initial.double(), x[:, :, c:]], dim=2)
+
+    def generate(self, noise: Tensor) -> Tensor:
+        """An unconditional trajectory: the rollout from no given state."""
+        return self.rollout(noise, noise[:, :, :0])
+
+    def forecast_nfe(self, num_states: int, given: int) -> int:
+        """Network evaluations (on windows) per trajectory of ``num_states`` states from ``given`` ones."""
+        per_solve = self.sampler.nfe(len(self.sigmas) - 1)
+        if self.scheme == "aao":
+            return per_solve * (num_states - self.window + 1)
+        return per_solve * num_windows(num_states, self.window, self.history, given)
+
+    @property
+    def nfe(self) -> int:
+        """Window evaluations per unconditional trajectory (:meth:`generate`)."""
+        return self.forecast_nfe(self.sample_shape[1], 0)
+
+    def forecast(self, initial: Tensor, members: int = 1, num_states: int | None = None,
+                 generator: torch.Generator | None = None, batch_size: int | None = None) -> Tensor:
+        """Forecasts ``(B, members, C, T, *space)`` in physical units from ``initial`` states ``(B, C, C₀, *space)``
+        (physical units, C₀ ≥ ``history``; T = ``num_states``, default the PDE's); the given states are kept
+        exactly. ``generator`` seeds the noise."""
+        channels, states, *space = self.sample_shape
+        num_states = num_states or states
+        if initial.ndim != 3 + len(space) or initial.shape[1] != channels or list(initial.shape[3:]) != space:
+            raise ValueError(f"initial states must be (B, {channels}, C0, {', '.join(map(str, space))}), got "
+                             f"{tuple(initial.shape)}")
+        if initial.shape[2] < self.history:
+            raise ValueError(f"the model conditions on history={self.history} states but {initial.shape[2]} were given")
+        if not bool(torch.isfinite(initial).all()):
+            raise ValueError("the initial states are not finite (nan or inf)")
+        encoded = self.normalizer.encode(initial.to(self.device, torch.float64)).repeat_interleave(members, dim=0)
+        noise = torch.randn((len(encoded), channels, num_states, *space), generator=generator, dtype=torch.float64,
+                            device=generator.device if generator is not None else self.device)
+        trajectories = self.sample_with(self.rollout, len(encoded), batch_size=batch_size, conditions=(encoded,),
+                                        noise=noise, shape=noise.shape[1:])
+        trajectories[:, :, :initial.shape[2]] = initial.to(trajectories).repeat_interleave(members, dim=0)
+        return trajectories.reshape(len(initial), members, channels, num_states, *space)
+
+    # ------------------------------------------------------------------ evaluation
+    def on_test_epoch_start(self) -> None:
+        self._scores = []
+
+    def test_step(self, batch: Tensor, batch_idx: int) -> Tensor:
+        """The window loss, then forecasts of the batch's trajectories from their first ``history`` states."""
+        loss = super().test_step(batch, batch_idx)
+        members = self.hparams.ensemble_size
+        start = time.perf_counter()
+        ensemble = self.forecast(batch[:, :, :self.history], members, batch.shape[2],
+                                 seeded_generator("forecast", self.seed, batch_idx, device=self.device))
+        seconds = time.perf_counter() - start
+        truth = batch.double()
+        flat, repeated = ensemble.flatten(0, 1), truth.repeat_interleave(members, dim=0)
+
+        def per_member(values: Tensor) -> Tensor:
+            return values.reshape(len(batch), members, -1).mean(1)
+
+        pde = self.pde if batch.shape[2] == self.sample_shape[1] else self.pde.replace(num_states=batch.shape[2])
+
+        def residual_rms(x: Tensor) -> Tensor:
+            return pde.residual(x).flatten(1).square().mean(1, keepdim=True).sqrt()
+
+        scores = {"correlation": per_member(state_correlation(flat, repeated)),
+                  "rmsd": per_member(state_rmsd(flat, repeated)),
+                  "residual": per_member(residual_rms(flat)), "data_residual": residual_rms(truth),
+                  "spectrum_error": spectrum_error(ensemble, truth, truth.ndim - 3).expand(len(batch), -1),
+                  "seconds": torch.full((len(batch), 1), seconds / len(batch), dtype=torch.float64)}
+        if members > 1:
+            spatial = tuple(range(3, truth.ndim))  # per state: mean spread² and squared error of the mean
+            scores["crps"] = crps_ensemble(ensemble, truth, per_state=True)
+            scores["spread"] = ensemble.var(1).mean(spatial).mean(1)
+            scores["error_of_mean"] = (ensemble.mean(1) - truth).square().mean(spatial).mean(1)
+        self._scores.append({k: v.detach().double().cpu() for k, v in scores.items()})
+        return loss
+
+    def on_test_epoch_end(self) -> None:
+        scores = self._gather()
+        if not scores:
+            return
+        lead = slice(self.history, None)  # the forecast states
+        correlation = scores["correlation"][:, lead]
+        times = {convention: high_correlation_time(correlation, self.dt, convention=convention).mean()
+                 for convention in ("per_trajectory", "mean_curve")}
+        num_states = scores["correlation"].shape[1]
+        summary = {
+            "high_correlation_time": float(times["per_trajectory"]),
+            "high_correlation_time_mean_curve": float(times["mean_curve"]),
+            "rmsd": float(scores["rmsd"][:, lead].mean()),
+            "residual": float(scores["residual"].mean()),
+            "data_residual": float(scores["data_residual"].mean()),
+            "seconds_per_trajectory": float(scores["seconds"].mean()),
+            "nfe_per_trajectory": self.forecast_nfe(num_states, self.history),
+        }
+        summary["spectrum_error"] = float(scores["spectrum_error"][:, lead].mean())
+        if "crps" in scores:
+            members = self.hparams.ensemble_size  # Fortin et al. (2014): 1 for a calibrated ensemble
+            summary["crps"] = float(scores["crps"][:, lead].mean())
+            summary["spread_skill"] = float(math.sqrt((members + 1) / members) * (
+                scores["spread"][:, lead].mean() / scores["error_of_mean"][:, lead].mean()).sqrt())
+        self.log_dict({f"test/{k}": float(v) for k, v in summary.items()}, rank_zero_only=True)
+        self.forecast_scores = summary | {
+            "trajectories": len(correlation), "members": self.hparams.ensemble_size, "dt": self.dt,
+            "history": self.history, "window": self.window, "variant": self.variant, "scheme": self.scheme,
+            "conventions": {"high_correlation_time": "per trajectory: lead time of the last state before the first "
+                            "correlation <= 0.8, averaged over trajectories (PDE-Refiner)",
+                            "high_correlation_time_mean_curve": "the same on the correlation curve averaged over "
+                            "trajectories (Shysheya et al.)"},
+            "correlation_curve": scores["correlation"].mean(0).tolist(),
+            "rmsd_curve": scores["rmsd"].mean(0).tolist()}
+        if self.trainer is not None and self.trainer.is_global_zero:
+            folder = Path(self.trainer.default_root_dir) / "report"
+            folder.mkdir(parents=True, exist_ok=True)
+            write_text_atomic(folder / "forecast_scores.json", json.dumps(self.forecast_scores, indent=1))
+
+    def _gather(self) -> dict[str, Tensor]:
+        """This epoch's per-trajectory scores, concatenated (over ranks under DDP)."""
+        parts = self._scores
+        distributed = torch.distributed.is_available() and torch.distributed.is_initialized()
+        if distributed:
+            gathered: list[Any] = [None] * torch.distributed.get_world_size()
+            torch.distributed.all_gather_object(gathered, parts)
+            parts = [part for rank in gathered for part in rank]
+        if not parts:
+            return {}
+        return {key: torch.cat([part[key] for part in parts]) for key in parts[0]}
+
