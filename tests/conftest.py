@@ -53,7 +53,7 @@ CHEAPER_DATA = {
     "ks": ["--data.init_args.pde.init_args.burn_in=4.0"],
     **{f"conditional/{stem}": ["--data.init_args.pde.init_args.burn_in=4.0", "--data.init_args.test_num_samples=2",
                                "--data.init_args.test_pde.init_args.burn_in=4.0"]
-       for stem in ("ks", "ks_joint", "ks_amortised")},
+       for stem in ("ks", "ks_joint", "ks_amortised", "ks_mse")},
 }
 
 

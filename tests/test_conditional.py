@@ -181,3 +181,27 @@ def test_forecast_through_the_cli(workdir):
     assert scores["nfe_per_trajectory"] == 4 * Heun().nfe(3)  # 29 new states, 8 a window
     assert tested.trainer.callback_metrics["test/high_correlation_time"] >= 0
     assert scores["data_residual"] < scores["residual"]  # an untrained model's forecasts break the PDE
+    floors = scores["floors"]
+    assert floors["persistence"]["rmsd"] > 0 and floors["climatology"]["rmsd"] > 0
+    assert scores["persistence_correlation_curve"][1] > 0.5  # the last given state, one Δt later
+
+
+def test_the_mse_forecaster_learns_the_conditional_mean_in_one_evaluation_a_window():
+    """Trained on AR(1) windows, the MSE forecaster's next state approaches the conditional mean a·x₀ (its error
+    falls well below the data's own spread, 1 − a² of the variance), deterministically, one evaluation a window."""
+    torch.manual_seed(0)
+    process = AR1Process(0.9, R)
+    module = _module("mse", window=3, history=1)
+    optimizer = torch.optim.Adam(module.parameters(), lr=3e-3)
+    data = process.sample(512, 3, torch.Generator().manual_seed(5)).float()
+    for _ in range(150):
+        batch = data[torch.randint(0, len(data), (64,))]
+        optimizer.zero_grad()
+        module.loss(batch).backward()
+        optimizer.step()
+    x0 = process.sample(64, 1, torch.Generator().manual_seed(6))
+    forecasts = module.forecast(x0, members=2, num_states=3, generator=torch.Generator().manual_seed(7))
+    assert torch.equal(forecasts[:, 0], forecasts[:, 1])  # deterministic
+    error = (forecasts[:, 0, 0, 1] - 0.9 * x0[:, 0, 0]).square().mean()
+    assert float(error) < 0.3 * (1 - 0.9**2)  # the conditional variance of x₁ is 1 − a² per point
+    assert module.forecast_nfe(12, 1) == 6

@@ -11,7 +11,9 @@ One module, the variant a YAML choice:
   channels (the masked states and the mask); it predicts P = k − C states a window;
 - ``universal``: the amortised network trained with C drawn at random in 0..k−1 (per sample, or per batch as in
   the reference code: ``history_draw``), so one model serves every P|C split (``history`` is the split used to
-  forecast).
+  forecast);
+- ``mse``: the deterministic baseline: the same network and conditioning as ``amortised``, no noise input (zeros,
+  c_noise = 0), trained by mean squared error to predict the P states; one evaluation a window.
 
 Trajectories are ``(B, C, T, *space)`` in physical units; windows ``(B, C, k, *space)``; the network sees a
 window's states stacked on the channel axis (``net.channels`` = C·k) with the conditioning channels after them
@@ -59,7 +61,7 @@ from pdegen.modules.generator import GeneratorModule
 from pdegen.pdes import PDE
 from pdegen.seeding import seeded_generator
 
-VARIANTS = ("joint", "amortised", "universal")
+VARIANTS = ("joint", "amortised", "universal", "mse")
 SCHEMES = ("ar", "aao")
 HISTORY_DRAWS = ("sample", "batch")
 
@@ -167,10 +169,10 @@ class ConditionalDiffusion(GeneratorModule):
         return TrajectoryWindows(samples.data, self.window)
 
     def _draw_history(self, size: int, generator: torch.Generator | None) -> Tensor:
-        """C per sample (B,): 0 (joint), ``history`` (amortised) or uniform in 0..k−1 (universal)."""
+        """C per sample (B,): 0 (joint), ``history`` (amortised, mse) or uniform in 0..k−1 (universal)."""
         if self.variant == "joint":
             return torch.zeros(size, dtype=torch.long, device=self.device)
-        if self.variant == "amortised":
+        if self.variant in ("amortised", "mse"):
             return torch.full((size,), self.history, dtype=torch.long, device=self.device)
         count = size if self.hparams.history_draw == "sample" else 1
         drawn = torch.randint(0, self.window, (count,), generator=generator, device=self.device)
@@ -190,23 +192,41 @@ class ConditionalDiffusion(GeneratorModule):
         if mask is None:
             mask = torch.zeros(len(x), 1, self.window, *([1] * (x.ndim - 3)), dtype=torch.bool, device=x.device)
             values = torch.zeros_like(x)
-        given = torch.where(mask, values.to(x.dtype), torch.zeros((), dtype=x.dtype, device=x.device))
-        condition = torch.cat([given, mask.to(x.dtype).expand(-1, 1, -1, *x.shape[3:])], dim=1)
+        given, condition = self._condition(values, mask, x.dtype)
         return torch.where(mask, given, self.denoiser(x, sigma, condition))
 
+    def _condition(self, values: Tensor, mask: Tensor, dtype: torch.dtype) -> tuple[Tensor, Tensor]:
+        """The given values (zero elsewhere) and the network's conditioning channels [given values, mask]."""
+        given = torch.where(mask, values.to(dtype), torch.zeros((), dtype=dtype, device=values.device))
+        return given, torch.cat([given, mask.to(dtype).expand(-1, 1, -1, *values.shape[3:])], dim=1)
+
+    def predict(self, values: Tensor, mask: Tensor) -> Tensor:
+        """The ``mse`` variant's window: the network on the conditioning alone (its field input zero, c_noise 0),
+        the given states returned as given."""
+        dtype = next(self.denoiser.parameters()).dtype
+        given, condition = self._condition(values, mask, dtype)
+        output = self.denoiser.net(torch.zeros_like(given), torch.zeros(len(given), dtype=dtype,
+                                                                        device=given.device), condition)
+        return torch.where(mask, given, output)
+
     def loss(self, batch: Tensor, generator: torch.Generator | None = None) -> Tensor:
-        """EDM loss over the predicted states of windows ``(B, C, k, *space)`` (physical units); a batch of longer
-        trajectories (the held-out splits) gives one window each, at a start drawn from ``generator``."""
+        """EDM loss (``mse``: squared error) over the predicted states of windows ``(B, C, k, *space)`` (physical
+        units); a batch of longer trajectories (the held-out splits) gives one window each, at a start drawn from
+        ``generator``."""
         if batch.shape[2] != self.window:
             batch = random_windows(batch, self.window, generator)
         z = self.normalizer.encode(batch.float())
         history = self._draw_history(len(z), generator)
         mask = self._state_mask(history, z)
+        predicted = self.window / (self.window - history).float()  # mean over the predicted states only
+        if self.variant == "mse":
+            loss = ((self.predict(z, mask) - z).square().flatten(1).mean(1) * predicted).mean()
+            self.log_loss_terms(len(z), mse_loss=loss)
+            return loss
         h = self.hparams
         sigma = (h.p_mean + h.p_std * torch.randn(len(z), generator=generator, device=z.device)).exp()
         noise = torch.randn(z.shape, generator=generator, device=z.device)
         denoised = self.denoise(z + broadcast_like(sigma, z) * noise, sigma, z, mask)
-        predicted = self.window / (self.window - history).float()  # mean over the predicted states only
         loss = (edm_loss_weight(sigma, h.sigma_data) * (denoised - z).square().flatten(1).mean(1) * predicted).mean()
         self.log_loss_terms(len(z), edm_loss=loss)
         return loss
@@ -217,13 +237,15 @@ class ConditionalDiffusion(GeneratorModule):
         c states conditioned on ``known`` ``(B, C, c, *space)``: through the network input (amortised variants)
         or reconstruction guidance (joint)."""
         c = known.shape[2]
-        if self.variant == "amortised" and c != self.history:
-            raise ValueError(f"this amortised model was trained to predict {self.window - self.history} states from "
-                             f"{self.history} (P|C = {self.window - self.history}|{self.history}); it cannot condition "
-                             f"on {c}: use variant universal for other splits")
+        if self.variant in ("amortised", "mse") and c != self.history:
+            raise ValueError(f"this {self.variant} model was trained to predict {self.window - self.history} states "
+                             f"from {self.history} (P|C = {self.window - self.history}|{self.history}); it cannot "
+                             f"condition on {c}: use variant universal for other splits")
         values = torch.zeros_like(noise)
         values[:, :, :c] = known
         mask = self._state_mask(torch.full((len(noise),), c, device=noise.device), noise)
+        if self.variant == "mse":
+            return self.predict(values, mask).double()
         if self.variant != "joint":
             def denoiser(x: Tensor, sigma: Tensor) -> Tensor:
                 return self.denoise(x, sigma, values, mask)
@@ -243,9 +265,9 @@ class ConditionalDiffusion(GeneratorModule):
         """A normalised trajectory shaped like ``noise`` ``(B, C, T, *space)`` (unit noise, each state's used
         for its own prediction) from ``initial`` states ``(B, C, C₀, *space)`` (C₀ may be 0 for joint and
         universal models), by :attr:`scheme`."""
-        if initial.shape[2] == 0 and self.variant == "amortised":
-            raise TypeError("an amortised model forecasts from given states (forecast(initial)); it cannot start a "
-                            "trajectory from nothing: use variant universal or joint to sample unconditionally")
+        if initial.shape[2] == 0 and self.variant in ("amortised", "mse"):
+            raise TypeError(f"an {self.variant} model forecasts from given states (forecast(initial)); it cannot start "
+                            "a trajectory from nothing: use variant universal or joint to sample unconditionally")
         if self.scheme == "aao":
             return self._all_at_once(noise, initial)
         padded = torch.cat([noise, noise[:, :, :self.window]], dim=2)  # windows reaching past the end
@@ -275,7 +297,7 @@ class ConditionalDiffusion(GeneratorModule):
 
     def forecast_nfe(self, num_states: int, given: int) -> int:
         """Network evaluations (on windows) per trajectory of ``num_states`` states from ``given`` ones."""
-        per_solve = self.sampler.nfe(len(self.sigmas) - 1)
+        per_solve = 1 if self.variant == "mse" else self.sampler.nfe(len(self.sigmas) - 1)
         if self.scheme == "aao":
             return per_solve * (num_states - self.window + 1)
         return per_solve * num_windows(num_states, self.window, self.history, given)
@@ -335,6 +357,11 @@ class ConditionalDiffusion(GeneratorModule):
                   "residual": per_member(residual_rms(flat)), "data_residual": residual_rms(truth),
                   "spectrum_error": spectrum_error(ensemble, truth, truth.ndim - 3).expand(len(batch), -1),
                   "seconds": torch.full((len(batch), 1), seconds / len(batch), dtype=torch.float64)}
+        persistence = torch.cat([truth[:, :, :self.history],  # the last given state, held
+                                 truth[:, :, self.history - 1:self.history].expand_as(truth[:, :, self.history:])], 2)
+        scores |= {"persistence_correlation": state_correlation(persistence, truth),
+                   "persistence_rmsd": state_rmsd(persistence, truth),
+                   "climatology_rmsd": state_rmsd(self.normalizer.decode(torch.zeros_like(truth)), truth)}
         if members > 1:
             spatial = tuple(range(3, truth.ndim))  # per state: mean spread² and squared error of the mean
             scores["crps"] = crps_ensemble(ensemble, truth, per_state=True)
@@ -348,14 +375,17 @@ class ConditionalDiffusion(GeneratorModule):
         if not scores:
             return
         lead = slice(self.history, None)  # the forecast states
-        correlation = scores["correlation"][:, lead]
-        times = {convention: high_correlation_time(correlation, self.dt, convention=convention).mean()
-                 for convention in ("per_trajectory", "mean_curve")}
+
+        def curves(prefix: str) -> dict[str, float]:
+            correlation = scores[f"{prefix}correlation"][:, lead]
+            return {"high_correlation_time": float(high_correlation_time(
+                        correlation, self.dt, convention="per_trajectory").mean()),
+                    "high_correlation_time_mean_curve": float(high_correlation_time(
+                        correlation, self.dt, convention="mean_curve")),
+                    "rmsd": float(scores[f"{prefix}rmsd"][:, lead].mean())}
+
         num_states = scores["correlation"].shape[1]
-        summary = {
-            "high_correlation_time": float(times["per_trajectory"]),
-            "high_correlation_time_mean_curve": float(times["mean_curve"]),
-            "rmsd": float(scores["rmsd"][:, lead].mean()),
+        summary = curves("") | {
             "residual": float(scores["residual"].mean()),
             "data_residual": float(scores["data_residual"].mean()),
             "seconds_per_trajectory": float(scores["seconds"].mean()),
@@ -369,14 +399,17 @@ class ConditionalDiffusion(GeneratorModule):
                 scores["spread"][:, lead].mean() / scores["error_of_mean"][:, lead].mean()).sqrt())
         self.log_dict({f"test/{k}": float(v) for k, v in summary.items()}, rank_zero_only=True)
         self.forecast_scores = summary | {
-            "trajectories": len(correlation), "members": self.hparams.ensemble_size, "dt": self.dt,
+            "floors": {"persistence": curves("persistence_"),
+                       "climatology": {"rmsd": float(scores["climatology_rmsd"][:, lead].mean())}},
+            "trajectories": len(scores["correlation"]), "members": self.hparams.ensemble_size, "dt": self.dt,
             "history": self.history, "window": self.window, "variant": self.variant, "scheme": self.scheme,
             "conventions": {"high_correlation_time": "per trajectory: lead time of the last state before the first "
                             "correlation <= 0.8, averaged over trajectories (PDE-Refiner)",
                             "high_correlation_time_mean_curve": "the same on the correlation curve averaged over "
                             "trajectories (Shysheya et al.)"},
             "correlation_curve": scores["correlation"].mean(0).tolist(),
-            "rmsd_curve": scores["rmsd"].mean(0).tolist()}
+            "rmsd_curve": scores["rmsd"].mean(0).tolist(),
+            "persistence_correlation_curve": scores["persistence_correlation"].mean(0).tolist()}
         if self.trainer is not None and self.trainer.is_global_zero:
             folder = Path(self.trainer.default_root_dir) / "report"
             folder.mkdir(parents=True, exist_ok=True)
