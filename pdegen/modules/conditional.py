@@ -322,10 +322,8 @@ class ConditionalDiffusion(GeneratorModule):
         if not bool(torch.isfinite(initial).all()):
             raise ValueError("the initial states are not finite (nan or inf)")
         encoded = self.normalizer.encode(initial.to(self.device, torch.float64)).repeat_interleave(members, dim=0)
-        noise = torch.randn((len(encoded), channels, num_states, *space), generator=generator, dtype=torch.float64,
-                            device=generator.device if generator is not None else self.device)
-        trajectories = self.sample_with(self.rollout, len(encoded), batch_size=batch_size, conditions=(encoded,),
-                                        noise=noise, shape=noise.shape[1:])
+        trajectories = self.sample_with(self.rollout, len(encoded), generator, batch_size, conditions=(encoded,),
+                                        shape=(channels, num_states, *space))
         trajectories[:, :, :initial.shape[2]] = initial.to(trajectories).repeat_interleave(members, dim=0)
         return trajectories.reshape(len(initial), members, channels, num_states, *space)
 
