@@ -10,6 +10,8 @@ NaN/inf training loss (:class:`~pdegen.callbacks.StopOnNonFiniteLoss`, options u
 
 from __future__ import annotations
 
+import copy
+import importlib
 import os
 from collections.abc import Sequence
 from typing import Any
@@ -38,6 +40,23 @@ class PdegenCLI(LightningCLI):
         for callback in self.trainer.callbacks:
             if isinstance(callback, RunCheckpoint):
                 callback.overwrite = callback.overwrite or self.config.fit.overwrite
+
+    def _parse_ckpt_path(self) -> None:
+        """Lightning rebuilds the model from the checkpoint's hyperparameters, over the config: right for what the
+        weights need, silently wrong for how the model is evaluated. The settings a module lists in
+        ``evaluation_settings`` (its sampler, steps, ensemble size, ...) keep the value the config gives."""
+        subcommand = self.config.get("subcommand")
+        model = self.config[subcommand].get("model") if subcommand else None
+        init_args = getattr(model, "init_args", None)
+        given = {} if init_args is None else copy.deepcopy(dict(vars(init_args)))
+        super()._parse_ckpt_path()
+        if not given:
+            return
+        model = self.config[subcommand]["model"]
+        module, _, name = str(model.class_path).rpartition(".")
+        for setting in getattr(getattr(importlib.import_module(module), name, None), "evaluation_settings", ()):
+            if setting in given:
+                model.init_args[setting] = given[setting]
 
     def before_instantiate_classes(self) -> None:
         os.environ.setdefault("WANDB_MODE", "offline")

@@ -122,6 +122,30 @@ def test_joint_forecast_with_reconstruction_guidance_follows_the_ar1():
     assert float((torch.cov(forecasts[0, :, 0, 1].T) - cov).norm() / cov.norm()) < 0.35
 
 
+def test_offline_assimilation_pulls_the_hybrid_forecast_to_the_kalman_smoother():
+    """The amortised model (exact conditional windows) with reconstruction guidance on a fully observed state 6:
+    the observed state and the one after it take the Kalman smoother's mean given x₀ and x₆ (the plain forecast
+    does not). An autoregressive rollout cannot look ahead: states before the window holding the observation
+    (state 4 here) do not see it, and state 5 sees it only beside a sampled state 4 (30 % off the smoother)."""
+    process = AR1Process(0.8, R)
+    module = _module("universal", num_steps=64)  # σ_y = 0.01 on a whole state: 32 Heun steps diverge
+    module.denoiser = ExactAmortised(process, 3)
+    truth = process.sample(1, 12, torch.Generator().manual_seed(8))
+    mask = torch.zeros_like(truth, dtype=torch.bool)
+    mask[:, :, 6] = True
+    members = 200
+    kwargs = {"members": members, "generator": torch.Generator().manual_seed(9)}
+    plain = module.forecast(truth[:, :, :1], **kwargs)[0].mean(0)
+    assimilated = module.forecast(truth[:, :, :1], observed=truth, mask=mask, **kwargs)[0].mean(0)
+    smoother = CorrelatedGaussianDenoiser(process.window_covariance(12), (1, 12, R))
+    both = torch.zeros_like(truth[0], dtype=torch.bool)
+    both[:, [0, 6]] = True
+    expected, _ = smoother.condition(both, truth[0], noise_std=0.01)
+    for state in (6, 7):
+        error = float((assimilated[:, state] - expected[:, state]).norm() / expected[:, state].norm())
+        assert error < 0.1 < 0.5 < float((plain[:, state] - expected[:, state]).norm() / expected[:, state].norm())
+
+
 def test_bad_input_is_refused_with_the_fix():
     module = _module("amortised", window=3, history=1)
     with pytest.raises(ValueError, match="cannot condition on 2"):
@@ -132,6 +156,13 @@ def test_bad_input_is_refused_with_the_fix():
         module.forecast(torch.full((1, 1, 1, R), float("nan")))
     with pytest.raises(ValueError, match=r"initial states must be \(B, 1, C0, 8\)"):
         module.forecast(torch.zeros(1, 1, 1, 16))
+    observed, observed_mask = torch.zeros(1, 1, 12, R), torch.ones(1, 1, 12, R, dtype=torch.bool)
+    with pytest.raises(ValueError, match=r"must both be \(1, 1, 12, 8\)"):
+        module.forecast(torch.zeros(1, 1, 1, R), observed=observed[:, :, :5], mask=observed_mask[:, :, :5])
+    with pytest.raises(ValueError, match="not finite"):
+        module.forecast(torch.zeros(1, 1, 1, R), observed=observed / 0, mask=observed_mask)
+    with pytest.raises(ValueError, match="cannot assimilate"):
+        _module("mse").forecast(torch.zeros(1, 1, 1, R), observed=observed, mask=observed_mask)
     with pytest.raises(TypeError, match="cannot start a trajectory from nothing"):
         module.sample(1)
     net = UNet(3, base_channels=8, channel_mults=[1], dims=1, cond_channels=0)
@@ -185,6 +216,13 @@ def test_forecast_through_the_cli(workdir):
     floors = scores["floors"]
     assert floors["persistence"]["rmsd"] > 0 and floors["climatology"]["rmsd"] > 0
     assert scores["persistence_correlation_curve"][1] > 0.5  # the last given state, one Δt later
+    main(["test", "--config", config, *TINY_KS, "--trainer.accelerator=cpu", f"--ckpt_path={checkpoint}",
+          "--data.init_args.pde.init_args.num_states=20", "--data.init_args.test_pde.init_args.num_states=30",
+          "--model.init_args.observation_probability=0.5", "--model.init_args.num_steps=32"])
+    assimilated = json.loads((workdir / "runs/conditional_ks/report/forecast_scores.json").read_text())
+    # the config's evaluation settings win over the checkpoint's (Lightning would silently take the checkpoint's)
+    assert assimilated["observation_probability"] == 0.5
+    assert assimilated["nfe_per_trajectory"] == 4 * Heun().nfe(32) and assimilated["rmsd"] != scores["rmsd"]
 
 
 def test_the_mse_forecaster_learns_the_conditional_mean_in_one_evaluation_a_window():

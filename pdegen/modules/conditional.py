@@ -102,13 +102,22 @@ class ConditionalDiffusion(GeneratorModule):
         guidance_noise_std, guidance_gamma: σ_y and γ of reconstruction guidance (the paper's 0.01 and 0.1;
             normalised units).
         ensemble_size: forecasts per initial condition in ``pdegen test``.
+        observation_probability: p of ``pdegen test``'s offline data assimilation: each entry of the test
+            trajectories (space × time) observed with probability p (a seeded Bernoulli mask, the same for every
+            method); 0: forecasting from the first ``history`` states alone.
         sigma_data, p_mean, p_std, sampler, num_steps, sigma_min, sigma_max, rho: as the
             :class:`~pdegen.modules.DiffusionTeacher`'s (EDM preconditioning, training σ, the PF-ODE solver).
     """
 
+    evaluation_settings = ("history", "scheme", "guidance_noise_std", "guidance_gamma", "ensemble_size",
+                           "observation_probability", "sampler", "num_steps", "sigma_min", "sigma_max", "rho",
+                           "sample_batch_size")
+    """Settings ``pdegen test --ckpt_path`` takes from the config, not from the checkpoint (:mod:`pdegen.cli`)."""
+
     def __init__(self, net: nn.Module, window: int = 9, history: int = 1, variant: str = "universal",
                  scheme: str = "ar", history_draw: str = "sample", guidance_noise_std: float = 0.01,
-                 guidance_gamma: float = 0.1, ensemble_size: int = 1, sigma_data: float = 1.0,
+                 guidance_gamma: float = 0.1, ensemble_size: int = 1, observation_probability: float = 0.0,
+                 sigma_data: float = 1.0,
                  p_mean: float = -1.2, p_std: float = 1.2, sampler: Sampler | None = None, num_steps: int = 16,
                  sigma_min: float = 0.002, sigma_max: float = 80.0, rho: float = 7.0, sample_batch_size: int = 64,
                  optimizer: OptimizerCallable = torch.optim.Adam,
@@ -126,6 +135,8 @@ class ConditionalDiffusion(GeneratorModule):
         if net.channels % window:
             raise ValueError(f"the net's channels ({net.channels}) must be the PDE's channels times window={window}: "
                              f"set `channels: {window}` on the net for a one-channel PDE")
+        if not 0 <= observation_probability <= 1:
+            raise ValueError(f"observation_probability is a probability in [0, 1], got {observation_probability}")
         if int(ensemble_size) != ensemble_size or ensemble_size < 1:
             raise ValueError(f"ensemble_size must be an integer >= 1, got {ensemble_size}")
         super().__init__(net.channels // window, sample_batch_size=sample_batch_size, optimizer=optimizer,
@@ -232,10 +243,13 @@ class ConditionalDiffusion(GeneratorModule):
         return loss
 
     # ------------------------------------------------------------------ sampling
-    def sample_window(self, known: Tensor, noise: Tensor) -> Tensor:
+    def sample_window(self, known: Tensor, noise: Tensor, observed: Tensor | None = None,
+                      mask: Tensor | None = None) -> Tensor:
         """One window ``(B, C, k, *space)`` (normalised, float64) from unit ``noise`` of that shape, its first
         c states conditioned on ``known`` ``(B, C, c, *space)``: through the network input (amortised variants)
-        or reconstruction guidance (joint)."""
+        or reconstruction guidance (joint). Sparse ``observed`` values where the bool ``mask`` (both shaped like
+        the window) holds steer it by reconstruction guidance (the hybrid, for the amortised variants); the
+        ``mse`` forecaster cannot take them."""
         c = known.shape[2]
         if self.variant in ("amortised", "mse") and c != self.history:
             raise ValueError(f"this {self.variant} model was trained to predict {self.window - self.history} states "
@@ -243,16 +257,19 @@ class ConditionalDiffusion(GeneratorModule):
                              f"condition on {c}: use variant universal for other splits")
         values = torch.zeros_like(noise)
         values[:, :, :c] = known
-        mask = self._state_mask(torch.full((len(noise),), c, device=noise.device), noise)
+        states = self._state_mask(torch.full((len(noise),), c, device=noise.device), noise)
         if self.variant == "mse":
-            return self.predict(values, mask).double()
-        if self.variant != "joint":
-            def denoiser(x: Tensor, sigma: Tensor) -> Tensor:
-                return self.denoise(x, sigma, values, mask)
-        elif c:
-            denoiser = self.guided(self.denoiser, values, mask.expand_as(values))
-        else:
+            return self.predict(values, states).double()
+        guide = torch.zeros_like(noise, dtype=torch.bool) if mask is None else mask.clone()
+        if self.variant == "joint":
             denoiser = self.denoiser
+            guide |= states.expand_as(guide)
+        else:
+            def denoiser(x: Tensor, sigma: Tensor) -> Tensor:
+                return self.denoise(x, sigma, values, states)
+        if bool(guide.any()):
+            denoiser = self.guided(denoiser, torch.where(states, values, observed if mask is not None else values),
+                                   guide)
         sigmas = self.sigmas.to(noise.device)
         return self.sampler(denoiser, noise.double() * sigmas[0], sigmas)
 
@@ -261,32 +278,41 @@ class ConditionalDiffusion(GeneratorModule):
         return ReconstructionGuidance(denoiser, observed, mask, self.hparams.guidance_noise_std,
                                       self.hparams.guidance_gamma)
 
-    def rollout(self, noise: Tensor, initial: Tensor) -> Tensor:
+    def rollout(self, noise: Tensor, initial: Tensor, observed: Tensor | None = None,
+                mask: Tensor | None = None) -> Tensor:
         """A normalised trajectory shaped like ``noise`` ``(B, C, T, *space)`` (unit noise, each state's used
         for its own prediction) from ``initial`` states ``(B, C, C₀, *space)`` (C₀ may be 0 for joint and
-        universal models), by :attr:`scheme`."""
+        universal models), by :attr:`scheme`; with sparse ``observed`` values where the bool ``mask`` holds (both
+        shaped like the trajectory), assimilated by reconstruction guidance (offline data assimilation)."""
         if initial.shape[2] == 0 and self.variant in ("amortised", "mse"):
             raise TypeError(f"an {self.variant} model forecasts from given states (forecast(initial)); it cannot start "
                             "a trajectory from nothing: use variant universal or joint to sample unconditionally")
         if self.scheme == "aao":
-            return self._all_at_once(noise, initial)
-        padded = torch.cat([noise, noise[:, :, :self.window]], dim=2)  # windows reaching past the end
+            return self._all_at_once(noise, initial, observed, mask)
+        num_states = noise.shape[2]
+        noise = torch.cat([noise] * (2 + self.window // num_states), dim=2)  # windows reaching past the end
+        if mask is not None:  # ... observe nothing there
+            observed = torch.cat([observed, torch.zeros_like(noise[:, :, num_states:], dtype=observed.dtype)], 2)
+            mask = torch.cat([mask, torch.zeros_like(noise[:, :, num_states:], dtype=torch.bool)], 2)
 
         def sample_window(known: Tensor, start: int) -> Tensor:
-            return self.sample_window(known, padded[:, :, start:start + self.window])
+            part = slice(start, start + self.window)
+            if mask is None:
+                return self.sample_window(known, noise[:, :, part])
+            return self.sample_window(known, noise[:, :, part], observed[:, :, part], mask[:, :, part])
 
-        return autoregressive_rollout(sample_window, initial.double(), noise.shape[2], self.window, self.history)
+        return autoregressive_rollout(sample_window, initial.double(), num_states, self.window, self.history)
 
-    def _all_at_once(self, noise: Tensor, initial: Tensor) -> Tensor:
-        local = LocalScoreDenoiser(self.denoiser, self.window)
+    def _all_at_once(self, noise: Tensor, initial: Tensor, observed: Tensor | None = None,
+                     mask: Tensor | None = None) -> Tensor:
         c = initial.shape[2]
-        denoiser = local
-        if c:
-            values = torch.zeros_like(noise)
-            values[:, :, :c] = initial
-            mask = torch.zeros_like(noise, dtype=torch.bool)
-            mask[:, :, :c] = True
-            denoiser = self.guided(local, values, mask)
+        values = torch.zeros_like(noise) if observed is None else observed.to(noise.dtype).clone()
+        values[:, :, :c] = initial
+        guide = torch.zeros_like(noise, dtype=torch.bool) if mask is None else mask.clone()
+        guide[:, :, :c] = True
+        denoiser = LocalScoreDenoiser(self.denoiser, self.window)
+        if bool(guide.any()):
+            denoiser = self.guided(denoiser, values, guide)
         sigmas = self.sigmas.to(noise.device)
         x = self.sampler(denoiser, noise.double() * sigmas[0], sigmas)
         return torch.cat([initial.double(), x[:, :, c:]], dim=2)
@@ -308,10 +334,12 @@ class ConditionalDiffusion(GeneratorModule):
         return self.forecast_nfe(self.sample_shape[1], 0)
 
     def forecast(self, initial: Tensor, members: int = 1, num_states: int | None = None,
-                 generator: torch.Generator | None = None, batch_size: int | None = None) -> Tensor:
+                 generator: torch.Generator | None = None, batch_size: int | None = None,
+                 observed: Tensor | None = None, mask: Tensor | None = None) -> Tensor:
         """Forecasts ``(B, members, C, T, *space)`` in physical units from ``initial`` states ``(B, C, C₀, *space)``
         (physical units, C₀ ≥ ``history``; T = ``num_states``, default the PDE's); the given states are kept
-        exactly. ``generator`` seeds the noise."""
+        exactly. ``generator`` seeds the noise. Offline data assimilation: ``observed`` values (physical units)
+        where the bool ``mask`` holds, both ``(B, C, T, *space)``, steer every window by reconstruction guidance."""
         channels, states, *space = self.sample_shape
         num_states = num_states or states
         if initial.ndim != 3 + len(space) or initial.shape[1] != channels or list(initial.shape[3:]) != space:
@@ -321,11 +349,30 @@ class ConditionalDiffusion(GeneratorModule):
             raise ValueError(f"the model conditions on history={self.history} states but {initial.shape[2]} were given")
         if not bool(torch.isfinite(initial).all()):
             raise ValueError("the initial states are not finite (nan or inf)")
-        encoded = self.normalizer.encode(initial.to(self.device, torch.float64)).repeat_interleave(members, dim=0)
-        trajectories = self.sample_with(self.rollout, len(encoded), generator, batch_size, conditions=(encoded,),
-                                        shape=(channels, num_states, *space))
+        conditions = [self.normalizer.encode(initial.to(self.device, torch.float64))]
+        if mask is not None or observed is not None:
+            conditions += self._observations(observed, mask, (len(initial), channels, num_states, *space))
+        conditions = tuple(c.repeat_interleave(members, dim=0) for c in conditions)
+        trajectories = self.sample_with(self.rollout, len(conditions[0]), generator, batch_size,
+                                        conditions=conditions, shape=(channels, num_states, *space))
         trajectories[:, :, :initial.shape[2]] = initial.to(trajectories).repeat_interleave(members, dim=0)
         return trajectories.reshape(len(initial), members, channels, num_states, *space)
+
+    def _observations(self, observed: Tensor | None, mask: Tensor | None, shape: tuple[int, ...]) -> list[Tensor]:
+        """Checked, normalised observations and their bool mask, both ``shape``."""
+        if observed is None or mask is None:
+            raise ValueError("data assimilation needs both the observed values and their mask")
+        if tuple(observed.shape) != shape or tuple(mask.shape) != shape:
+            raise ValueError(f"observations {tuple(observed.shape)} and mask {tuple(mask.shape)} must both be {shape} "
+                             "(trajectories, channels, states, *space)")
+        if self.variant == "mse":
+            raise ValueError("the mse forecaster cannot assimilate observations (it has no sampling to steer): use "
+                             "a diffusion variant (universal: the hybrid)")
+        mask = mask.to(self.device, torch.bool)
+        observed = observed.to(self.device, torch.float64)
+        if not bool(torch.isfinite(observed[mask]).all()):
+            raise ValueError("the observations are not finite (nan or inf) at observed entries")
+        return [self.normalizer.encode(torch.where(mask, observed, 0.0)), mask]
 
     # ------------------------------------------------------------------ evaluation
     def on_test_epoch_start(self) -> None:
@@ -335,9 +382,15 @@ class ConditionalDiffusion(GeneratorModule):
         """The window loss, then forecasts of the batch's trajectories from their first ``history`` states."""
         loss = super().test_step(batch, batch_idx)
         members = self.hparams.ensemble_size
+        p = self.hparams.observation_probability
+        observations = {}
+        if p > 0:  # the same mask for every method: seeded by the batch alone
+            draw = torch.rand(batch.shape, generator=seeded_generator("observations", batch_idx), dtype=torch.float64)
+            observations = {"observed": batch, "mask": (draw < p).to(batch.device)}
         start = time.perf_counter()
         ensemble = self.forecast(batch[:, :, :self.history], members, batch.shape[2],
-                                 seeded_generator("forecast", self.seed, batch_idx, device=self.device))
+                                 seeded_generator("forecast", self.seed, batch_idx, device=self.device),
+                                 **observations)
         seconds = time.perf_counter() - start
         truth = batch.double()
         flat, repeated = ensemble.flatten(0, 1), truth.repeat_interleave(members, dim=0)
@@ -401,6 +454,7 @@ class ConditionalDiffusion(GeneratorModule):
                        "climatology": {"rmsd": float(scores["climatology_rmsd"][:, lead].mean())}},
             "trajectories": len(scores["correlation"]), "members": self.hparams.ensemble_size, "dt": self.dt,
             "history": self.history, "window": self.window, "variant": self.variant, "scheme": self.scheme,
+            "observation_probability": self.hparams.observation_probability,
             "conventions": {"high_correlation_time": "per trajectory: lead time of the last state before the first "
                             "correlation <= 0.8, averaged over trajectories (PDE-Refiner)",
                             "high_correlation_time_mean_curve": "the same on the correlation curve averaged over "
