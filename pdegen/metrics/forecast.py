@@ -15,8 +15,8 @@ from torch import Tensor
 
 from pdegen.metrics.spectrum import radial_power_spectrum
 
-__all__ = ["crps_ensemble", "energy_spectrum", "high_correlation_time", "spectrum_error", "spread_skill_ratio",
-           "state_correlation", "state_rmsd"]
+__all__ = ["crps_ensemble", "energy_spectrum", "high_correlation_time", "pooled_spread_skill", "spectrum_error",
+           "spread_skill_ratio", "spread_skill_terms", "state_correlation", "state_rmsd"]
 
 HIGH_CORRELATION_CONVENTIONS = ("per_trajectory", "mean_curve")
 
@@ -147,6 +147,25 @@ def crps_ensemble(ensemble: Tensor, truth: Tensor, fair: bool = True, per_state:
     return crps.flatten(1).mean(-1)
 
 
+def spread_skill_terms(ensemble: Tensor, truth: Tensor) -> tuple[Tensor, Tensor]:
+    """What :func:`spread_skill_ratio` pools, per trajectory and state ``(B, T)``: the mean over channels and space
+    of the unbiased (M - 1) ensemble variance, and of the squared error of the ensemble mean. Ensembles
+    ``(B, M, C, T, *space)`` (M >= 2), truth ``(B, C, T, *space)``."""
+    if ensemble.ndim < 5 or truth.shape != ensemble.shape[:1] + ensemble.shape[2:]:
+        raise ValueError(f"spread_skill_ratio: expected ensemble (B, M, C, T, *space) and truth (B, C, T, *space), "
+                         f"got {tuple(ensemble.shape)} and {tuple(truth.shape)}")
+    if ensemble.shape[1] < 2:
+        raise ValueError("spread_skill_ratio needs M >= 2 members")
+    x, y = ensemble.double(), truth.double()
+    return _per_state(x.var(1, correction=1)).mean(-1), _per_state(x.mean(1) - y).square().mean(-1)
+
+
+def pooled_spread_skill(variance: Tensor, squared_error: Tensor, members: int) -> Tensor:
+    """``sqrt((M + 1) / M) * spread / skill`` with spread² and skill² the means of :func:`spread_skill_terms`'
+    ``variance`` and ``squared_error`` over dim 0 (e.g. trajectories; pass them flattened to pool everything)."""
+    return math.sqrt((members + 1) / members) * (variance.mean(0) / squared_error.mean(0)).sqrt()
+
+
 def spread_skill_ratio(ensemble: Tensor, truth: Tensor) -> Tensor:
     """Spread-skill ratio of trajectory ensembles ``(B, M, C, T, *space)`` against ``truth`` ``(B, C, T, *space)``.
 
@@ -155,18 +174,10 @@ def spread_skill_ratio(ensemble: Tensor, truth: Tensor) -> Tensor:
     ``ratio = sqrt((M + 1) / M) * spread / skill`` (Fortin et al. 2014: for an ensemble whose members and truth are
     exchangeable draws of one distribution, ``E skill² = (1 + 1/M) E spread²``, so a calibrated ensemble gives
     about 1; < 1 is under-dispersed/over-confident, > 1 over-dispersed). Unitless; needs M >= 2 (``inf`` where
-    the skill is 0, NaN where both are).
+    the skill is 0, NaN where both are). :func:`spread_skill_terms` and :func:`pooled_spread_skill` are its two
+    halves, for accumulating over batches.
     """
-    if ensemble.ndim < 5 or truth.shape != ensemble.shape[:1] + ensemble.shape[2:]:
-        raise ValueError(f"spread_skill_ratio: expected ensemble (B, M, C, T, *space) and truth (B, C, T, *space), "
-                         f"got {tuple(ensemble.shape)} and {tuple(truth.shape)}")
-    members = ensemble.shape[1]
-    if members < 2:
-        raise ValueError("spread_skill_ratio needs M >= 2 members")
-    x, y = ensemble.double(), truth.double()
-    variance = _per_state(x.var(1, correction=1)).transpose(0, 1).flatten(1).mean(-1)
-    squared_error = _per_state(x.mean(1) - y).square().transpose(0, 1).flatten(1).mean(-1)
-    return math.sqrt((members + 1) / members) * variance.sqrt() / squared_error.sqrt()
+    return pooled_spread_skill(*spread_skill_terms(ensemble, truth), ensemble.shape[1])
 
 
 def energy_spectrum(x: Tensor, spatial_dims: int) -> tuple[Tensor, Tensor]:

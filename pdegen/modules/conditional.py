@@ -25,7 +25,6 @@ the EDM loss over the predicted states only.
 from __future__ import annotations
 
 import json
-import math
 import time
 from pathlib import Path
 from typing import Any
@@ -53,7 +52,9 @@ from pdegen.io import write_text_atomic
 from pdegen.metrics import (
     crps_ensemble,
     high_correlation_time,
+    pooled_spread_skill,
     spectrum_error,
+    spread_skill_terms,
     state_correlation,
     state_rmsd,
 )
@@ -268,8 +269,7 @@ class ConditionalDiffusion(GeneratorModule):
             def denoiser(x: Tensor, sigma: Tensor) -> Tensor:
                 return self.denoise(x, sigma, values, states)
         if bool(guide.any()):
-            denoiser = self.guided(denoiser, torch.where(states, values, observed if mask is not None else values),
-                                   guide)
+            denoiser = self.guided(denoiser, values if mask is None else torch.where(states, values, observed), guide)
         sigmas = self.sigmas.to(noise.device)
         return self.sampler(denoiser, noise.double() * sigmas[0], sigmas)
 
@@ -414,10 +414,8 @@ class ConditionalDiffusion(GeneratorModule):
                    "persistence_rmsd": state_rmsd(persistence, truth),
                    "climatology_rmsd": state_rmsd(self.normalizer.decode(torch.zeros_like(truth)), truth)}
         if members > 1:
-            spatial = tuple(range(3, truth.ndim))  # per state: mean spread² and squared error of the mean
             scores["crps"] = crps_ensemble(ensemble, truth, per_state=True)
-            scores["spread"] = ensemble.var(1).mean(spatial).mean(1)
-            scores["error_of_mean"] = (ensemble.mean(1) - truth).square().mean(spatial).mean(1)
+            scores["spread"], scores["error_of_mean"] = spread_skill_terms(ensemble, truth)
         self._scores.append({k: v.detach().double().cpu() for k, v in scores.items()})
         return loss
 
@@ -444,10 +442,10 @@ class ConditionalDiffusion(GeneratorModule):
         }
         summary["spectrum_error"] = float(scores["spectrum_error"][:, lead].mean())
         if "crps" in scores:
-            members = self.hparams.ensemble_size  # Fortin et al. (2014): 1 for a calibrated ensemble
             summary["crps"] = float(scores["crps"][:, lead].mean())
-            summary["spread_skill"] = float(math.sqrt((members + 1) / members) * (
-                scores["spread"][:, lead].mean() / scores["error_of_mean"][:, lead].mean()).sqrt())
+            summary["spread_skill"] = float(pooled_spread_skill(  # pooled over trajectories and lead states
+                scores["spread"][:, lead].flatten(), scores["error_of_mean"][:, lead].flatten(),
+                self.hparams.ensemble_size))
         self.log_dict({f"test/{k}": float(v) for k, v in summary.items()}, rank_zero_only=True)
         self.forecast_scores = summary | {
             "floors": {"persistence": curves("persistence_"),
