@@ -44,21 +44,21 @@ class ExactAmortised(nn.Module):
         self.sigma_data = 1.0
         self.conditionals = {}
 
-    def conditional(self, c: int) -> tuple[torch.Tensor, CorrelatedGaussianDenoiser]:
-        """The gain (conditional mean = gain @ window values) and the centred conditional's denoiser given c states."""
-        if c not in self.conditionals:
-            mask = torch.zeros(self.prior.shape, dtype=torch.bool)
-            mask[:, :c] = True
+    def conditional(self, mask: torch.Tensor) -> tuple[torch.Tensor, CorrelatedGaussianDenoiser]:
+        """The gain (conditional mean = gain @ window values) and the centred conditional's denoiser given the
+        entries of the bool ``mask`` (the window's shape)."""
+        key = tuple(mask.flatten().tolist())
+        if key not in self.conditionals:
             columns = [self.prior.condition(mask, e.reshape(self.prior.shape), 1e-6)[0].reshape(-1)
                        for e in torch.eye(math.prod(self.prior.shape), dtype=torch.float64)]
             _, cov = self.prior.condition(mask, torch.zeros(self.prior.shape), 1e-6)
-            self.conditionals[c] = (torch.stack(columns, dim=1), CorrelatedGaussianDenoiser(
+            self.conditionals[key] = (torch.stack(columns, dim=1), CorrelatedGaussianDenoiser(
                 cov + 1e-9 * torch.eye(len(cov), dtype=torch.float64), self.prior.shape))
-        return self.conditionals[c]
+        return self.conditionals[key]
 
     def forward(self, x: torch.Tensor, sigma, condition: torch.Tensor) -> torch.Tensor:
         self.calls += 1
-        gain, centred = self.conditional(int(condition[0, 1, :, 0].sum()))
+        gain, centred = self.conditional(condition[0, 1:].bool().reshape(self.prior.shape))
         means = (condition[:, :1].double().flatten(1) @ gain.T).reshape(x.shape)
         return means + centred(x.double() - means, sigma)
 
@@ -146,6 +146,47 @@ def test_offline_assimilation_pulls_the_hybrid_forecast_to_the_kalman_smoother()
         assert error < 0.1 < 0.5 < float((plain[:, state] - expected[:, state]).norm() / expected[:, state].norm())
 
 
+class Constant(nn.Module):
+    def __init__(self, value: float) -> None:
+        super().__init__()
+        self.value = value
+
+    def forward(self, x: torch.Tensor, sigma, condition=None) -> torch.Tensor:
+        return torch.full_like(x, self.value)
+
+
+def test_observations_through_the_network_input_take_the_kalman_smoother(monkeypatch):
+    """Architecture-only assimilation: a network trained with sparse observations in its input (here the exact
+    conditional of the AR(1) window given any observed entries) and no guidance; the observed state and the next
+    take the smoother's mean. Training draws such masks for half the windows and the loss is the mean over the
+    entries left to predict."""
+    process = AR1Process(0.8, R)
+    module = _module("universal", num_steps=24, observation_training=True, assimilation="input")
+    module.denoiser = ExactAmortised(process, 3)
+    truth = process.sample(1, 12, torch.Generator().manual_seed(8))
+    mask = torch.zeros_like(truth, dtype=torch.bool)
+    mask[:, :, 6] = True
+    assimilated = module.forecast(truth[:, :, :1], 200, observed=truth, mask=mask,
+                                  generator=torch.Generator().manual_seed(9))[0].mean(0)
+    both = torch.zeros_like(truth[0], dtype=torch.bool)
+    both[:, [0, 6]] = True
+    expected, _ = CorrelatedGaussianDenoiser(process.window_covariance(12), (1, 12, R)).condition(both, truth[0], 1e-6)
+    for state in (6, 7):  # (state 5 sits beside a state 4 sampled before the observation: not the smoother's)
+        assert float((assimilated[:, state] - expected[:, state]).norm() / expected[:, state].norm()) < 0.1, state
+    assert max(sum(key) for key in module.denoiser.conditionals) == 2 * R  # the observed state reached the input
+
+    trained = _module("universal", window=4, observation_training=True)
+    observed = trained._training_observations(torch.zeros(4000, 1, 4, 256), torch.Generator().manual_seed(0))
+    rates = observed.flatten(1).float().mean(1)
+    assert 0.45 < float((rates == 0).float().mean()) < 0.6  # half the windows observe nothing (a few by chance)
+    assert float(rates.max()) > 0.9 and 0 < float(rates[rates > 0].min()) < 0.003  # p from 1e-3 to 1
+    # the loss is the mean over the entries left to predict: a unit error on each of them gives exactly 1
+    monkeypatch.setattr("pdegen.modules.conditional.edm_loss_weight", lambda sigma, sigma_data: torch.ones_like(sigma))
+    trained.denoiser = Constant(1.0)
+    with torch.no_grad():
+        assert float(trained.loss(torch.zeros(256, 1, 4, R), torch.Generator().manual_seed(1))) == pytest.approx(1.0)
+
+
 def test_bad_input_is_refused_with_the_fix():
     module = _module("amortised", window=3, history=1)
     with pytest.raises(ValueError, match="cannot condition on 2"):
@@ -173,6 +214,10 @@ def test_bad_input_is_refused_with_the_fix():
                              variant="joint").attach_pde(KolmogorovFlow(resolution=16, sim_resolution=16))
     with pytest.raises(ValueError, match="variant joint and an odd window"):
         ConditionalDiffusion(net, window=3, variant="universal", scheme="aao")
+    with pytest.raises(ValueError, match="was not trained on .*observation_training: true"):
+        ConditionalDiffusion(net, window=3, assimilation="input")
+    with pytest.raises(ValueError, match="the joint variant has no such input"):
+        ConditionalDiffusion(net, window=3, variant="joint", observation_training=True)
     with pytest.raises(ValueError, match="condition on 0 to 2 states"):
         ConditionalDiffusion(net, window=3, history=3)
     with pytest.raises(ValueError, match="may differ from pde only in num_states"):

@@ -15,6 +15,11 @@ One module, the variant a YAML choice:
 - ``mse``: the deterministic baseline: the same network and conditioning as ``amortised``, no noise input (zeros,
   c_noise = 0), trained by mean squared error to predict the P states; one evaluation a window.
 
+Sparse observations (data assimilation) reach a diffusion variant by reconstruction guidance (``assimilation:
+guidance``; for amortised variants this is the paper's *hybrid*) or, for an amortised network trained with
+``observation_training``, through the network input like the history (``assimilation: input``: the paper's
+architecture-only conditioning).
+
 Trajectories are ``(B, C, T, *space)`` in physical units; windows ``(B, C, k, *space)``; the network sees a
 window's states stacked on the channel axis (``net.channels`` = C·k) with the conditioning channels after them
 (``net.cond_channels``: (C + 1)·k for the amortised variants, plus the PDE's static fields, e.g. Kolmogorov's
@@ -65,6 +70,10 @@ from pdegen.seeding import seeded_generator
 VARIANTS = ("joint", "amortised", "universal", "mse")
 SCHEMES = ("ar", "aao")
 HISTORY_DRAWS = ("sample", "batch")
+ASSIMILATIONS = ("guidance", "input")
+OBSERVATION_RATES = (1e-3, 1.0)
+"""With ``observation_training``, the rate p of each training window's sparse observation mask is log-uniform in
+this range (the assimilation sweep's p from 1e-3 to 1)."""
 
 
 class WindowBackbone(nn.Module):
@@ -106,25 +115,32 @@ class ConditionalDiffusion(GeneratorModule):
         observation_probability: p of ``pdegen test``'s offline data assimilation: each entry of the test
             trajectories (space × time) observed with probability p (a seeded Bernoulli mask, the same for every
             method); 0: forecasting from the first ``history`` states alone.
+        assimilation: how observations reach the model: ``guidance`` (reconstruction guidance) or ``input``
+            (amortised variants trained with ``observation_training``: the masked observations and their mask as
+            network channels).
+        observation_training: amortised variants: half of each training batch's windows also get a sparse
+            observation mask (every entry of the unconditioned states observed with probability p, p log-uniform
+            in :data:`OBSERVATION_RATES`) in the network input, so that ``assimilation: input`` is in distribution.
         sigma_data, p_mean, p_std, sampler, num_steps, sigma_min, sigma_max, rho: as the
             :class:`~pdegen.modules.DiffusionTeacher`'s (EDM preconditioning, training σ, the PF-ODE solver).
     """
 
     evaluation_settings = ("history", "scheme", "guidance_noise_std", "guidance_gamma", "ensemble_size",
-                           "observation_probability", "sampler", "num_steps", "sigma_min", "sigma_max", "rho",
-                           "sample_batch_size")
+                           "observation_probability", "assimilation", "sampler", "num_steps", "sigma_min",
+                           "sigma_max", "rho", "sample_batch_size")
     """Settings ``pdegen test --ckpt_path`` takes from the config, not from the checkpoint (:mod:`pdegen.cli`)."""
 
     def __init__(self, net: nn.Module, window: int = 9, history: int = 1, variant: str = "universal",
                  scheme: str = "ar", history_draw: str = "sample", guidance_noise_std: float = 0.01,
                  guidance_gamma: float = 0.1, ensemble_size: int = 1, observation_probability: float = 0.0,
-                 sigma_data: float = 1.0,
+                 assimilation: str = "guidance", observation_training: bool = False, sigma_data: float = 1.0,
                  p_mean: float = -1.2, p_std: float = 1.2, sampler: Sampler | None = None, num_steps: int = 16,
                  sigma_min: float = 0.002, sigma_max: float = 80.0, rho: float = 7.0, sample_batch_size: int = 64,
                  optimizer: OptimizerCallable = torch.optim.Adam,
                  lr_scheduler: LRSchedulerCallable | None = None) -> None:
         for name, value, choices in (("variant", variant, VARIANTS), ("scheme", scheme, SCHEMES),
-                                     ("history_draw", history_draw, HISTORY_DRAWS)):
+                                     ("history_draw", history_draw, HISTORY_DRAWS),
+                                     ("assimilation", assimilation, ASSIMILATIONS)):
             if value not in choices:
                 raise ValueError(f"unknown {name} {value!r}; choose one of {choices}")
         check_split(window, history)
@@ -133,6 +149,13 @@ class ConditionalDiffusion(GeneratorModule):
         if scheme == "aao" and (variant != "joint" or window % 2 == 0):
             raise ValueError("scheme aao composes a joint model's windows (SDA's local score): it needs "
                              f"variant joint and an odd window, got variant {variant!r}, window {window}")
+        if observation_training and variant not in ("amortised", "universal"):
+            raise ValueError(f"observation_training feeds observations through an amortised network's input; the "
+                             f"{variant} variant has no such input: use variant universal or amortised")
+        if assimilation == "input" and not observation_training:
+            raise ValueError("assimilation: input passes sparse observations through the network, which this model was "
+                             "not trained on (observation_training: false): use assimilation: guidance (the hybrid), "
+                             "or train with observation_training: true")
         if net.channels % window:
             raise ValueError(f"the net's channels ({net.channels}) must be the PDE's channels times window={window}: "
                              f"set `channels: {window}` on the net for a one-channel PDE")
@@ -195,6 +218,15 @@ class ConditionalDiffusion(GeneratorModule):
         states = torch.arange(self.window, device=like.device)
         return (states[None] < history[:, None]).reshape(len(history), 1, self.window, *([1] * (like.ndim - 3)))
 
+    def _training_observations(self, z: Tensor, generator: torch.Generator | None) -> Tensor:
+        """Bool ``(B, 1, k, *space)``: a sparse observation mask for half the windows (rate p log-uniform in
+        :data:`OBSERVATION_RATES`), none for the others; the same entries observed in every channel."""
+        low, high = (torch.tensor(r).log() for r in OBSERVATION_RATES)
+        uniform = torch.rand(2, len(z), generator=generator, device=z.device)
+        rate = (low + (high - low) * uniform[0]).exp() * (uniform[1] < 0.5)
+        draw = torch.rand((len(z), 1, *z.shape[2:]), generator=generator, device=z.device)
+        return draw < rate.reshape(-1, *([1] * (z.ndim - 1)))
+
     def denoise(self, x: Tensor, sigma: Tensor | float, values: Tensor | None = None,
                 mask: Tensor | None = None) -> Tensor:
         """D(x, σ) of windows ``(B, C, k, *space)`` (normalised) given ``values`` on the states where the bool
@@ -228,9 +260,11 @@ class ConditionalDiffusion(GeneratorModule):
         if batch.shape[2] != self.window:
             batch = random_windows(batch, self.window, generator)
         z = self.normalizer.encode(batch.float())
-        history = self._draw_history(len(z), generator)
-        mask = self._state_mask(history, z)
-        predicted = self.window / (self.window - history).float()  # mean over the predicted states only
+        mask = self._state_mask(self._draw_history(len(z), generator), z)
+        if self.hparams.observation_training:
+            mask = mask | self._training_observations(z, generator)
+        free = (~mask).expand_as(z).flatten(1).float().mean(1)
+        predicted = 1 / free.clamp_min(1 / z[0].numel())  # the mean over the entries the model predicts
         if self.variant == "mse":
             loss = ((self.predict(z, mask) - z).square().flatten(1).mean(1) * predicted).mean()
             self.log_loss_terms(len(z), mse_loss=loss)
@@ -249,8 +283,8 @@ class ConditionalDiffusion(GeneratorModule):
         """One window ``(B, C, k, *space)`` (normalised, float64) from unit ``noise`` of that shape, its first
         c states conditioned on ``known`` ``(B, C, c, *space)``: through the network input (amortised variants)
         or reconstruction guidance (joint). Sparse ``observed`` values where the bool ``mask`` (both shaped like
-        the window) holds steer it by reconstruction guidance (the hybrid, for the amortised variants); the
-        ``mse`` forecaster cannot take them."""
+        the window) steer it by reconstruction guidance (the hybrid, for the amortised variants) or, with
+        ``assimilation: input``, enter the network input with the history; the ``mse`` forecaster cannot take them."""
         c = known.shape[2]
         if self.variant in ("amortised", "mse") and c != self.history:
             raise ValueError(f"this {self.variant} model was trained to predict {self.window - self.history} states "
@@ -259,6 +293,13 @@ class ConditionalDiffusion(GeneratorModule):
         values = torch.zeros_like(noise)
         values[:, :, :c] = known
         states = self._state_mask(torch.full((len(noise),), c, device=noise.device), noise)
+        if mask is not None and self.hparams.assimilation == "input":  # observations through the network input
+            sparse = mask[:, :1]
+            if not torch.equal(sparse.expand_as(mask), mask):
+                raise ValueError("assimilation: input needs every channel observed at the same entries; use "
+                                 "assimilation: guidance for per-channel masks")
+            values = torch.where(states, values, torch.where(sparse, observed, 0.0))
+            states, mask = states | sparse, None
         if self.variant == "mse":
             return self.predict(values, states).double()
         guide = torch.zeros_like(noise, dtype=torch.bool) if mask is None else mask.clone()
