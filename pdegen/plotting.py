@@ -71,6 +71,65 @@ def spectrum_figure(spectra: dict[str, tuple[Tensor, Tensor]], channels: Sequenc
     return fig
 
 
+def forecast_figure(truth: Tensor, members: Tensor, dt: float, history: int, channel: str = "u",
+                    num_snapshots: int = 5):
+    """One trajectory's forecast against the truth, first channel: ``truth`` ``(C, T, *space)``, ``members``
+    ``(M, C, T, *space)``. One space: space–time images (x across, time t = n·dt up; a line where the forecast
+    starts, after ``history`` given states) of the truth, each member and the first member's error. Two: the
+    fields at ``num_snapshots`` times (rows: truth, members, error). The fields share one colour scale."""
+    truth = truth[0].detach().cpu().double().numpy()
+    fields = {"truth": truth, **{f"member {m + 1}": member[0].detach().cpu().double().numpy()
+                                 for m, member in enumerate(members)}}
+    error = fields["member 1"] - truth
+    vmin, vmax = truth.min(), truth.max()
+    limit = np.abs(error).max()
+    num_states = truth.shape[0]
+    if truth.ndim == 2:
+        fig, axes = plt.subplots(1, len(fields) + 1, figsize=(2.6 * (len(fields) + 1), 4.2), squeeze=False,
+                                 constrained_layout=True)
+        extent = (0, truth.shape[1], 0, (num_states - 1) * dt)
+        for ax, (name, field) in zip(axes[0], [*fields.items(), ("error, member 1", error)], strict=True):
+            is_error = name.startswith("error")
+            image = ax.imshow(field, origin="lower", aspect="auto", extent=extent,
+                              cmap="RdBu_r" if is_error else "viridis",
+                              vmin=-limit if is_error else vmin, vmax=limit if is_error else vmax)
+            ax.axhline((history - 1) * dt, color="w", lw=0.8, ls="--")
+            ax.set_title(name, fontsize=9)
+            ax.set_xlabel("x (grid points)", fontsize=8)
+            fig.colorbar(image, ax=ax, fraction=0.05, pad=0.02)
+        axes[0, 0].set_ylabel(f"time ({channel})", fontsize=8)
+        return fig
+    times = np.linspace(history - 1, num_states - 1, num_snapshots).round().astype(int)
+    rows = [*fields.items(), ("error, member 1", error)]
+    fig, axes = plt.subplots(len(rows), len(times), figsize=(2.0 * len(times), 2.0 * len(rows)), squeeze=False,
+                             constrained_layout=True)
+    for r, (name, field) in enumerate(rows):
+        is_error = name.startswith("error")
+        for c, n in enumerate(times):
+            ax = axes[r, c]
+            image = ax.imshow(field[n].T, origin="lower", cmap="RdBu_r" if is_error else "viridis",
+                              vmin=-limit if is_error else vmin, vmax=limit if is_error else vmax)
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if r == 0:
+                ax.set_title(f"t = {n * dt:.3g}", fontsize=8)
+        axes[r, 0].set_ylabel(name, fontsize=8)
+        fig.colorbar(image, ax=axes[r, -1], fraction=0.05, pad=0.02)
+    return fig
+
+
+def correlation_figure(curves: dict[str, Sequence[float]], dt: float, threshold: float = 0.8):
+    """Per-state correlation with the truth against lead time (state i at t = i·dt), one line per method, the
+    high-correlation threshold dashed."""
+    fig, ax = plt.subplots(figsize=(6.0, 3.6), constrained_layout=True)
+    for name, curve in curves.items():
+        ax.plot(np.arange(len(curve)) * dt, curve, label=name, lw=1.2)
+    ax.axhline(threshold, color="k", ls="--", lw=0.8)
+    ax.set(xlabel="lead time", ylabel="correlation with the truth", ylim=(-0.2, 1.02))
+    ax.legend(fontsize=7)
+    return fig
+
+
 def save_figure(fig, path: str | Path) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -261,6 +261,8 @@ def test_forecast_through_the_cli(workdir):
     floors = scores["floors"]
     assert floors["persistence"]["rmsd"] > 0 and floors["climatology"]["rmsd"] > 0
     assert scores["persistence_correlation_curve"][1] > 0.5  # the last given state, one Δt later
+    assert all((workdir / "runs/conditional_ks/report" / f).stat().st_size > 0
+               for f in ("forecast.png", "correlation.png"))
     main(["test", "--config", config, *TINY_KS, "--trainer.accelerator=cpu", f"--ckpt_path={checkpoint}",
           "--data.init_args.pde.init_args.num_states=20", "--data.init_args.test_pde.init_args.num_states=30",
           "--model.init_args.observation_probability=0.5", "--model.init_args.num_steps=32"])
@@ -289,3 +291,15 @@ def test_the_mse_forecaster_learns_the_conditional_mean_in_one_evaluation_a_wind
     error = (forecasts[:, 0, 0, 1] - 0.9 * x0[:, 0, 0]).square().mean()
     assert float(error) < 0.3 * (1 - 0.9**2)  # the conditional variance of x₁ is 1 − a² per point
     assert module.forecast_nfe(12, 1) == 6
+
+
+def test_forecast_figure_draws_space_time_in_1d_and_snapshots_in_2d():
+    from pdegen.plotting import close_figure, forecast_figure
+
+    one = forecast_figure(torch.randn(1, 20, 16), torch.randn(2, 1, 20, 16), 0.2, 1)
+    two = forecast_figure(torch.randn(1, 20, 8, 8), torch.randn(2, 1, 20, 8, 8), 0.2, 1, num_snapshots=4)
+    images = [ax for ax in one.axes if ax.images]
+    assert len(images) == 4 and images[0].images[0].get_array().shape == (20, 16)  # truth, 2 members, error
+    assert len([ax for ax in two.axes if ax.images]) == 4 * 4  # rows: truth, 2 members, error; 4 times
+    close_figure(one)
+    close_figure(two)

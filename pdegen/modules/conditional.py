@@ -173,6 +173,7 @@ class ConditionalDiffusion(GeneratorModule):
         self.forecast_scores: dict[str, Any] = {}
         """The last ``pdegen test``'s scores and curves (also written to ``report/forecast_scores.json``)."""
         self._scores: list[dict[str, Tensor]] = []
+        self._example: tuple[Tensor, Tensor] | None = None
 
     # ------------------------------------------------------------------ the PDE and the network
     def attach_pde(self, pde: PDE, source: str = "the data") -> None:
@@ -458,6 +459,8 @@ class ConditionalDiffusion(GeneratorModule):
             scores["crps"] = crps_ensemble(ensemble, truth, per_state=True)
             scores["spread"], scores["error_of_mean"] = spread_skill_terms(ensemble, truth)
         self._scores.append({k: v.detach().double().cpu() for k, v in scores.items()})
+        if batch_idx == 0:  # the report's figure: the first trajectory, two members
+            self._example = (truth[0].cpu(), ensemble[0, :2].cpu())
         return loss
 
     def on_test_epoch_end(self) -> None:
@@ -505,6 +508,20 @@ class ConditionalDiffusion(GeneratorModule):
             folder = Path(self.trainer.default_root_dir) / "report"
             folder.mkdir(parents=True, exist_ok=True)
             write_text_atomic(folder / "forecast_scores.json", json.dumps(self.forecast_scores, indent=1))
+            self._figures(folder)
+
+    def _figures(self, folder: Path) -> None:
+        """``forecast.png`` (the first test trajectory against two members: space–time for one space dimension,
+        snapshots for two) and ``correlation.png`` (this model's correlation curve and persistence's)."""
+        from pdegen.plotting import correlation_figure, forecast_figure, save_figure
+
+        truth, members = self._example
+        save_figure(forecast_figure(truth, members, self.dt, self.history, self.pde.channels[0]),
+                    folder / "forecast.png")
+        scores = self.forecast_scores
+        save_figure(correlation_figure({self.variant: scores["correlation_curve"],
+                                        "persistence": scores["persistence_correlation_curve"]}, self.dt),
+                    folder / "correlation.png")
 
     def _gather(self) -> dict[str, Tensor]:
         """This epoch's per-trajectory scores, concatenated (over ranks under DDP)."""
