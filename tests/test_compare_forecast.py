@@ -1,0 +1,95 @@
+"""tools/compare_forecast.py: every model, scheme, split and assimilation run at a tiny scale, the table, the
+targets' verdicts and reuse."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import re
+from pathlib import Path
+
+import pytest
+import yaml
+
+TOOL = Path(__file__).resolve().parents[1] / "tools" / "compare_forecast.py"
+TINY = {
+    "pde": {"length": 16.0, "resolution": 16, "burn_in": 4.0, "num_states": 20, "ic_modes": 2},
+    "data": {"num_samples": 8, "batch_size": 8, "eval_batch_size": 2, "num_workers": 0, "test_num_samples": 2},
+    "test_states": 20,
+    "net": {"base_channels": 8, "channel_mults": [1], "num_res_blocks": 1},
+    "train": {"max_steps": 2, "lr": 1e-3, "ema_decay": 0.9},
+    "eval": {"ensemble_size": 2, "num_steps": 2, "guided_steps": 3, "sample_batch_size": 8},
+    "splits": [1, 4],
+    "rates": [1e-2],
+}
+
+
+@pytest.fixture
+def tool(monkeypatch):
+    spec = importlib.util.spec_from_file_location("compare_forecast", TOOL)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    monkeypatch.setattr(module, "CPU_SCALE", module.CPU_SCALE | TINY)
+    return module
+
+
+def test_every_model_scheme_split_and_assimilation_then_reuse(tool, workdir, capsys):
+    out = workdir / "compare"
+    results = tool.main(["--out", str(out)])
+    table = (out / "compare.md").read_text()
+    header = next(line for line in table.splitlines() if line.startswith("| | "))
+    assert header.split(" | ")[1:-3] == list(tool.FORECASTS), "one column per model and scheme, in order"
+    nfe = next(line for line in table.splitlines() if line.startswith("| network evaluations")).split(" | ")[1:-3]
+    # 19 new states: MSE 3 windows of 8 at 1 NFE; guided Heun-3 (5 NFE) and Heun-2 (3 NFE) on 3 windows; AAO on
+    # the 12 windows of 20 states
+    assert nfe == ["3", "15", str(12 * 5), "9", "9", "9"]
+    forecast = results["forecast"]
+    assert forecast["joint AAO"]["scheme"] == "aao" and forecast["MSE"]["members"] == 1
+    assert forecast["universal"]["members"] == 2 and forecast["universal"]["trajectories"] == 2
+    assert all(forecast[m]["high_correlation_time"] >= 0 for m in forecast)
+    assert re.search(r"\| 5\\\|4 \| \S+ \(\S+\) \| \S+ \(\S+\) \| \S+ \(\S+\) \|", table), "the P|C row of C = 4"
+    assert results["splits"][4]["amortised"]["history"] == 4 and results["splits"][4]["universal"]["history"] == 4
+    assimilation = results["assimilation"][1e-2]
+    assert {runs["observation_probability"] for runs in assimilation.values()} == {1e-2}
+    for verdict in ("MSE forecaster's", "AR beats AAO", "universal ≥ amortised", "per sample or per batch",
+                    "hybrid beats architecture-only"):
+        assert verdict in table, verdict
+    assert (out / "compare.png").stat().st_size > 20_000
+    assert (out / "forecast/joint_ar/report/forecast.png").is_file()
+
+    configs = out / "configs"
+    trained = yaml.safe_load((configs / "models_universal_obs.yaml").read_text())
+    assert trained["model"]["init_args"]["observation_training"] is True
+    assert trained["trainer"]["max_steps"] == 2 and trained["data"]["init_args"]["cache_dir"] == str(out / "data")
+    guided = yaml.safe_load((configs / "forecast_joint_ar.yaml").read_text())["model"]["init_args"]
+    assert guided["num_steps"] == 3 and "guided" not in guided
+    architecture = yaml.safe_load((configs / "assimilation_p0.01_architecture_only.yaml").read_text())
+    assert architecture["model"]["init_args"]["assimilation"] == "input"
+    assert yaml.safe_load((configs / "models_amortised_C4.yaml").read_text())["model"]["init_args"]["history"] == 4
+    assert len(list((out / "data").glob("*.h5"))) == 2, "one training and one test file for every run"
+
+    checkpoint = out / "models/joint/checkpoints/last.ckpt"
+    stamp = checkpoint.stat().st_mtime_ns
+    capsys.readouterr()
+    tool.main(["--out", str(out)])
+    assert checkpoint.stat().st_mtime_ns == stamp, "finished stages are reused"
+    assert "## Targets" in capsys.readouterr().out
+
+
+def test_the_targets_verdicts(tool):
+    def scores(hct: float, rmsd: float = 1.0) -> dict:
+        return {"high_correlation_time": hct, "rmsd": rmsd}
+
+    results = {"forecast": {"MSE": scores(5), "universal": scores(6), "joint AR": scores(4), "joint AAO": scores(2)},
+               "splits": {1: {"universal": scores(6), "amortised": scores(5), "universal (C per batch)": scores(5)},
+                          3: {"universal": scores(6), "amortised": scores(7), "universal (C per batch)": scores(5)}},
+               "assimilation": {0.1: {name: scores(0, 1.0) for name in tool.ASSIMILATION},
+                                0.01: {name: scores(0, r) for name, r in zip(tool.ASSIMILATION, (0.5, 0.6, 0.7))}}}
+    lines = "\n".join(tool.targets(results))
+    assert "universal reaches the MSE forecaster's high-correlation time: 6 against 5: **met**" in lines
+    assert "joint AR reaches the MSE forecaster's high-correlation time: 4 against 5: **missed**" in lines
+    assert "AR beats AAO (joint model): 4 against 2: **met**" in lines
+    assert "C = 3: 6 against 7: **missed**" in lines, "one split lost is a miss"
+    assert "per sample is better" in lines
+    assert "p = 0.01: 0.5 against 0.6: **met**" in lines and "p = 0.1" not in lines.split("sparse")[1]
+    json.dumps(results)  # the results are what compare.json holds

@@ -1,0 +1,321 @@
+"""Conditional diffusion on Kuramoto–Sivashinsky: every model × sampling scheme, the P|C sweep and the data
+assimilation sweep, on one data set and one set of test trajectories (Shysheya et al. 2024's comparison).
+
+    python tools/compare_forecast.py --scale cpu      # on 2 CPU cores (about 30 min on a quiet machine)
+    python tools/compare_forecast.py --scale gpu      # the lightning_configs/conditional configs as committed
+
+With ``pdegen fit`` / ``pdegen test`` (``pdegen.cli.main``) on ``lightning_configs/conditional/ks*.yaml``:
+
+1. train, on the same data with the same backbone and number of optimiser steps (:data:`MODELS`): the MSE
+   forecaster, the joint model, the universal amortised model (C drawn per sample; per batch, the reference code's
+   choice; and per sample with sparse observations in its input, for architecture-only assimilation) and one plain
+   amortised model per P|C split of the sweep;
+2. forecast the test trajectories from their first state with every model and scheme (:data:`FORECASTS`; the
+   guided samplers with ``guided_steps``: fewer diverge), then from their first C states for each split of the sweep
+   (universal, per-batch universal, amortised), then assimilate a Bernoulli(p) space–time mask of observations for
+   each p of the sweep: the hybrid (universal + reconstruction guidance), architecture-only (observations in the
+   network input) and the joint model guided on both;
+3. gather high-correlation time (both conventions), RMSD, CRPS, spread–skill, spectrum error, PDE residual, NFE
+   and seconds per trajectory into ``compare.md``, ``compare.json`` and ``compare.png`` in ``--out``, with the
+   issue's targets checked under the tables.
+
+``--scale cpu`` shrinks the configs by :data:`CPU_SCALE` (L = 32 on 64 points with the same Δx = 0.5 and Δt = 0.2,
+256 training trajectories, a base-32 U-Net, the same number of steps for every model, 16 test trajectories of 120
+states). The configs actually run are written to ``<out>/configs/`` (reproducible with pdegen alone); each run's
+``report/`` holds its scores and figures (``forecast.png``: space–time, ``correlation.png``). Stages whose outputs
+exist are reused (``--force`` redoes them).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from pdegen.io import read_config, write_text_atomic
+
+ROOT = Path(__file__).resolve().parents[1]
+MODELS: dict[str, tuple[str, dict[str, Any]]] = {  # run -> (config under lightning_configs/conditional, model args)
+    "mse": ("ks_mse", {}),
+    "joint": ("ks_joint", {}),
+    "universal": ("ks", {}),
+    "universal_batch": ("ks", {"history_draw": "batch"}),
+    "universal_obs": ("ks", {"observation_training": True}),
+}
+"""The models every comparison trains; ``amortised_C<c>`` (config ``ks_amortised``, ``history: c``) is added per
+split of the P|C sweep."""
+GUIDED = "guided"
+"""Marks the runs that sample with reconstruction guidance (their ``num_steps`` is the scale's ``guided_steps``)."""
+FORECASTS: dict[str, tuple[str, dict[str, Any]]] = {  # column -> (model, test-time args)
+    "MSE": ("mse", {}),
+    "joint AR": ("joint", {GUIDED: True}),
+    "joint AAO": ("joint", {GUIDED: True, "scheme": "aao"}),
+    "amortised": ("amortised_C1", {}),
+    "universal": ("universal", {}),
+    "universal (C per batch)": ("universal_batch", {}),
+}
+SWEEP_MODELS = {"universal": "universal", "universal (C per batch)": "universal_batch", "amortised": "amortised_C{c}"}
+ASSIMILATION: dict[str, tuple[str, dict[str, Any]]] = {
+    "hybrid (universal + guidance)": ("universal", {GUIDED: True}),
+    "architecture-only (observations as input)": ("universal_obs", {"assimilation": "input"}),
+    "joint AR (guided on both)": ("joint", {GUIDED: True}),
+}
+CPU_SCALE: dict[str, Any] = {
+    "accelerator": "cpu",
+    "pde": {"length": 32.0, "resolution": 64},
+    "data": {"num_samples": 256, "batch_size": 64, "eval_batch_size": 16, "num_workers": 0,
+             "test_num_samples": 16},
+    "test_states": 120,
+    "net": {"base_channels": 32, "channel_mults": [1, 2, 2], "num_res_blocks": 1},
+    "train": {"max_steps": 1200, "lr": 1e-3, "ema_decay": 0.99},
+    "eval": {"ensemble_size": 2, "num_steps": 16, "guided_steps": 32, "sample_batch_size": 64},
+    "splits": [1, 3, 6],
+    "rates": [1e-1, 1e-2, 1e-3],
+}
+GPU_SCALE: dict[str, Any] = {"eval": {"guided_steps": 64}, "splits": [1, 3, 6], "rates": [1.0, 1e-1, 1e-2, 1e-3]}
+SPARSE = 1e-2
+"""The assimilation target compares hybrid and architecture-only at every p ≤ this."""
+
+
+# ---------------------------------------------------------------------------------------- runs
+class Comparison:
+    """The trained models and test runs under ``out``."""
+
+    def __init__(self, scale: str, out: Path, force: bool) -> None:
+        self.scale, self.root, self.force = scale, out, force
+        self.settings = CPU_SCALE if scale == "cpu" else GPU_SCALE
+
+    def config(self, model: str, run: str, **model_args: Any) -> dict:
+        """The config of ``model`` for run ``run`` (its outputs under ``out/run``), scaled, ``model_args`` set."""
+        stem, args = MODELS[model] if model in MODELS else ("ks_amortised", {"history": int(model.split("C")[1])})
+        config = read_config(ROOT / "lightning_configs" / "conditional" / f"{stem}.yaml")
+        config["trainer"]["default_root_dir"] = str(self.root / run)
+        data, init = config["data"]["init_args"], config["model"]["init_args"]
+        data["cache_dir"] = str(self.root / "data")  # one data set for every run
+        if self.scale == "cpu":
+            s = CPU_SCALE
+            config["trainer"].update(accelerator=s["accelerator"], max_epochs=-1, max_steps=s["train"]["max_steps"],
+                                     log_every_n_steps=20)
+            data.update(s["data"])
+            for pde in (data["pde"], data["test_pde"]):
+                pde.setdefault("init_args", {}).update(s["pde"])
+            data["test_pde"]["init_args"]["num_states"] = s["test_states"]
+            init["net"]["init_args"].update(s["net"])
+            init["optimizer"]["init_args"]["lr"] = s["train"]["lr"]
+            for callback in config["trainer"]["callbacks"]:
+                if callback["class_path"].endswith("EMAWeightAveraging"):
+                    callback["init_args"]["decay"] = s["train"]["ema_decay"]
+            init.update({k: v for k, v in s["eval"].items() if k != "guided_steps"})
+        if init.get("variant") == "mse":
+            init.pop("num_steps", None)
+            init["ensemble_size"] = 1  # deterministic
+        init.update(args)
+        if model_args.pop(GUIDED, False):
+            model_args["num_steps"] = self.settings["eval"]["guided_steps"]
+        init.update(model_args)
+        return config
+
+    def write(self, run: str, config: dict) -> Path:
+        path = self.root / "configs" / f"{run.replace('/', '_')}.yaml"
+        write_text_atomic(path, yaml.safe_dump(config, sort_keys=False))
+        return path
+
+    def fit(self, model: str) -> Path:
+        """Train ``model`` unless its last checkpoint exists; the checkpoint."""
+        from pdegen.cli import main
+
+        checkpoint = self.root / "models" / model / "checkpoints" / "last.ckpt"
+        if self.force or not checkpoint.is_file():
+            main(["fit", "--config", str(self.write(f"models/{model}", self.config(model, f"models/{model}"))),
+                  "--overwrite=true"])
+        return checkpoint
+
+    def test(self, model: str, run: str, **model_args: Any) -> dict[str, Any]:
+        """``pdegen test`` of ``model`` with the test-time ``model_args`` unless the report exists; its scores."""
+        from pdegen.cli import main
+
+        report = self.root / run / "report" / "forecast_scores.json"
+        if self.force or not report.is_file():
+            checkpoint = self.fit(model)
+            main(["test", "--config", str(self.write(run, self.config(model, run, **model_args))),
+                  f"--ckpt_path={checkpoint}"])
+        return json.loads(report.read_text())
+
+    def run(self) -> dict[str, Any]:
+        splits, rates = self.settings["splits"], self.settings["rates"]
+        results: dict[str, Any] = {"scale": self.scale, "forecast": {}, "splits": {}, "assimilation": {}}
+        for label, (model, args) in FORECASTS.items():
+            results["forecast"][label] = self.test(model, f"forecast/{slug(label)}", **args)
+        for c in splits:
+            results["splits"][c] = {label: self.test(model.format(c=c), f"splits/C{c}/{slug(label)}", history=c)
+                                    for label, model in SWEEP_MODELS.items()}
+        for p in rates:
+            results["assimilation"][p] = {
+                label: self.test(model, f"assimilation/p{p:g}/{slug(label)}", observation_probability=p, **args)
+                for label, (model, args) in ASSIMILATION.items()}
+        return results
+
+
+def slug(label: str) -> str:
+    return "".join(c if c.isalnum() else "_" for c in label.split(" (")[0].lower()).strip("_")
+
+
+# ---------------------------------------------------------------------------------------- the tables
+def fmt(value: float | None) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "–"
+    return f"{value:.3g}" if abs(value) >= 1e-3 or value == 0 else f"{value:.2e}"
+
+
+FORECAST_ROWS = (  # (label, key in forecast_scores.json)
+    ("high-correlation time, per trajectory (PDE-Refiner)", "high_correlation_time"),
+    ("high-correlation time, mean curve (Shysheya et al.)", "high_correlation_time_mean_curve"),
+    ("RMSD over the forecast states", "rmsd"),
+    ("CRPS (fair, ensemble)", "crps"),
+    ("spread–skill ratio (1 = calibrated)", "spread_skill"),
+    ("energy-spectrum error (mean relative, log)", "spectrum_error"),
+    ("PDE residual (RMS, physical units)", "residual"),
+    ("network evaluations per trajectory", "nfe_per_trajectory"),
+    ("seconds per trajectory (all members)", "seconds_per_trajectory"),
+)
+
+
+def forecast_table(forecast: dict[str, dict]) -> list[str]:
+    methods = list(forecast)
+    first = next(iter(forecast.values()))
+    floors = first["floors"]
+    lines = ["| | " + " | ".join(methods) + " | persistence | climatology | data |",
+             "|---|" + "---|" * (len(methods) + 3)]
+    for label, key in FORECAST_ROWS:
+        floor = {"high_correlation_time": floors["persistence"]["high_correlation_time"],
+                 "high_correlation_time_mean_curve": floors["persistence"]["high_correlation_time_mean_curve"],
+                 "rmsd": floors["persistence"]["rmsd"]}.get(key)
+        data = first["data_residual"] if key == "residual" else None
+        climatology = floors["climatology"]["rmsd"] if key == "rmsd" else None
+        lines.append(f"| {label} | " + " | ".join(fmt(forecast[m].get(key)) for m in methods)
+                     + f" | {fmt(floor)} | {fmt(climatology)} | {fmt(data)} |")
+    return lines
+
+
+def markdown(results: dict[str, Any]) -> str:
+    forecast, splits, assimilation = results["forecast"], results["splits"], results["assimilation"]
+    first = next(iter(forecast.values()))
+    lines = [f"# Conditional diffusion on Kuramoto–Sivashinsky ({results['scale']} scale)", "",
+             f"{first['trajectories']} test trajectories of {len(first['correlation_curve'])} states (Δt = "
+             f"{first['dt']:g}), the same for every column; {first['members']} ensemble members per trajectory for the "
+             "diffusion models (the MSE forecaster is deterministic). Times are lead times (model time units). "
+             "High-correlation time: the lead time until the per-state Pearson correlation with the truth first "
+             "falls to 0.8, per trajectory then averaged (PDE-Refiner's convention) or on the averaged curve "
+             "(Shysheya et al.'s). RMSD, CRPS and the spectrum error are means over the forecast states; the "
+             "residual is the KS residual of the forecasts in physical units, next to the data's own. Each run's "
+             "config is in `configs/`, its figures (`forecast.png`: space–time, `correlation.png`) in its "
+             "`report/`.", "", f"## Forecasting from the first state (P|C = {first['window'] - 1}|1)", "",
+             *forecast_table(forecast), ""]
+    methods = list(SWEEP_MODELS)
+    lines += ["## P|C sweep: forecasting from the first C states", "",
+              "High-correlation time per trajectory (RMSD in brackets); universal and per-batch universal are one "
+              "network each for every split, amortised is trained per split.", "",
+              "| P\\|C | " + " | ".join(methods) + " |", "|---|" + "---|" * len(methods)]
+    for c, runs in splits.items():
+        window = runs[methods[0]]["window"]
+        lines.append(f"| {window - int(c)}\\|{c} | " + " | ".join(
+            f"{fmt(runs[m]['high_correlation_time'])} ({fmt(runs[m]['rmsd'])})" for m in methods) + " |")
+    methods = list(ASSIMILATION)
+    lines += ["", "## Offline data assimilation: Bernoulli(p) observations over space–time, from the first state", "",
+              "RMSD over the assimilated states (CRPS in brackets); the same mask for every method.", "",
+              "| p | " + " | ".join(methods) + " |", "|---|" + "---|" * len(methods)]
+    for p, runs in assimilation.items():
+        lines.append(f"| {float(p):g} | " + " | ".join(
+            f"{fmt(runs[m]['rmsd'])} ({fmt(runs[m].get('crps'))})" for m in methods) + " |")
+    lines += ["", "## Targets", "", *targets(results), ""]
+    return "\n".join(lines)
+
+
+def targets(results: dict[str, Any]) -> list[str]:
+    """The issue's KS targets, each stated with its numbers and verdict."""
+    forecast, splits, assimilation = results["forecast"], results["splits"], results["assimilation"]
+
+    def hct(scores: dict) -> float:
+        return scores["high_correlation_time"]
+
+    def verdict(ok: bool) -> str:
+        return "**met**" if ok else "**missed**"
+
+    lines = []
+    mse = hct(forecast["MSE"])
+    for label in ("universal", "joint AR"):
+        lines.append(f"- {label} reaches the MSE forecaster's high-correlation time: {fmt(hct(forecast[label]))} "
+                     f"against {fmt(mse)}: {verdict(hct(forecast[label]) >= mse)}")
+    ar, aao = hct(forecast["joint AR"]), hct(forecast["joint AAO"])
+    lines.append(f"- AR beats AAO (joint model): {fmt(ar)} against {fmt(aao)}: {verdict(ar > aao)}")
+    pairs = [(c, hct(runs["universal"]), hct(runs["amortised"])) for c, runs in splits.items()]
+    lines.append("- universal ≥ amortised at every P|C: " + ", ".join(
+        f"C = {c}: {fmt(u)} against {fmt(a)}" for c, u, a in pairs) + f": {verdict(all(u >= a for _, u, a in pairs))}")
+    batch = [(c, hct(runs["universal"]), hct(runs["universal (C per batch)"])) for c, runs in splits.items()]
+    better = "per sample" if sum(s - b for _, s, b in batch) >= 0 else "per batch"
+    lines.append(f"- C drawn per sample or per batch (not a target): {better} is better on the mean over splits ("
+                 + ", ".join(f"C = {c}: {fmt(s)} against {fmt(b)}" for c, s, b in batch) + ")")
+    sparse = [(p, runs) for p, runs in assimilation.items() if float(p) <= SPARSE]
+    if sparse:
+        hybrid, architecture = list(ASSIMILATION)[:2]
+        pairs = [(p, runs[hybrid]["rmsd"], runs[architecture]["rmsd"]) for p, runs in sparse]
+        lines.append(f"- in sparse assimilation (p ≤ {SPARSE:g}) the hybrid beats architecture-only (RMSD): "
+                     + ", ".join(f"p = {float(p):g}: {fmt(h)} against {fmt(a)}" for p, h, a in pairs)
+                     + f": {verdict(all(h < a for _, h, a in pairs))}")
+    return lines
+
+
+def figure(results: dict[str, Any], path: Path) -> None:
+    """Correlation against lead time for every forecasting method (left), the P|C sweep (middle) and the
+    assimilation sweep (right)."""
+    import matplotlib.pyplot as plt
+
+    from pdegen.plotting import save_figure
+
+    forecast = results["forecast"]
+    first = next(iter(forecast.values()))
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4), constrained_layout=True)
+    for label, scores in forecast.items():
+        curve = scores["correlation_curve"]
+        axes[0].plot([i * first["dt"] for i in range(len(curve))], curve, label=label, lw=1.2)
+    curve = first["persistence_correlation_curve"]
+    axes[0].plot([i * first["dt"] for i in range(len(curve))], curve, "k:", label="persistence", lw=1)
+    axes[0].axhline(0.8, color="k", ls="--", lw=0.8)
+    axes[0].set(xlabel="lead time", ylabel="correlation with the truth", ylim=(-0.2, 1.02),
+                title="forecasting from the first state")
+    axes[0].legend(fontsize=7)
+    splits = list(results["splits"])
+    for label in SWEEP_MODELS:
+        axes[1].plot(splits, [results["splits"][c][label]["high_correlation_time"] for c in splits], "o-", label=label)
+    axes[1].set(xlabel="C (given states)", ylabel="high-correlation time", title="P|C sweep")
+    axes[1].legend(fontsize=7)
+    rates = list(results["assimilation"])
+    for label in ASSIMILATION:
+        axes[2].plot([float(p) for p in rates], [results["assimilation"][p][label]["rmsd"] for p in rates], "o-",
+                     label=label)
+    axes[2].set(xscale="log", xlabel="observed fraction p", ylabel="RMSD", title="offline data assimilation")
+    axes[2].legend(fontsize=7)
+    save_figure(fig, path)
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--scale", choices=("cpu", "gpu"), default="cpu")
+    parser.add_argument("--out", type=Path, default=None, help="default: runs/compare_forecast_<scale>")
+    parser.add_argument("--force", action="store_true", help="retrain and retest even where outputs exist")
+    args = parser.parse_args(argv)
+    out = args.out or Path(f"runs/compare_forecast_{args.scale}")
+    results = Comparison(args.scale, out, args.force).run()
+    write_text_atomic(out / "compare.md", markdown(results))
+    write_text_atomic(out / "compare.json", json.dumps(results, indent=1))
+    figure(results, out / "compare.png")
+    print(markdown(results))
+    print(f"\nwritten: {out / 'compare.md'}, {out / 'compare.json'}, {out / 'compare.png'}")
+    return results
+
+
+if __name__ == "__main__":
+    main()
