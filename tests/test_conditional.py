@@ -146,6 +146,36 @@ def test_offline_assimilation_pulls_the_hybrid_forecast_to_the_kalman_smoother()
         assert error < 0.1 < 0.5 < float((plain[:, state] - expected[:, state]).norm() / expected[:, state].norm())
 
 
+def test_online_forecasts_continue_from_the_last_assimilated_state():
+    """Online assimilation: after each window of assimilated states (stage ends 3, 5, 7, ... for P|C = 2|1), the
+    h-step forecast from the last assimilated state x_e is the AR(1)'s, mean aʰ·x_e and covariance (1 − a²ʰ)·S."""
+    process = AR1Process(0.8, R)
+    module = _module("universal", num_steps=24, observation_training=True, assimilation="input")
+    module.denoiser = ExactAmortised(process, 3)
+    truth = process.sample(1, 12, torch.Generator().manual_seed(3))
+    mask = torch.rand(truth.shape, generator=torch.Generator().manual_seed(4)) < 0.3
+    members = 300
+    analysis = module.forecast(truth[:, :, :1], members, observed=truth, mask=mask,
+                               generator=torch.Generator().manual_seed(5))[0]
+    forecasts, ends = module.online_forecasts(analysis, 3, torch.Generator().manual_seed(6))
+    assert ends == [3, 5, 7, 9] and forecasts.shape == (members, 4, 1, 3, R)
+    covariance = process.window_covariance(1)
+    for stage, end in enumerate(ends):
+        for h in (1, 3):
+            residual = forecasts[:, stage, 0, h - 1] - 0.8 ** h * analysis[:, 0, end - 1]
+            expected = (1 - 0.8 ** (2 * h)) * covariance
+            assert float(residual.mean(0).norm()) < 4 * math.sqrt(float(expected.trace()) / members), (stage, h)
+            assert _relative_error(torch.cov(residual.T), expected) < 0.25, (stage, h)
+    with pytest.raises(ValueError, match="longer than 5 states"):
+        module.online_forecasts(analysis[:, :, :4], 3)
+    with pytest.raises(ValueError, match="window by window"):
+        _module("joint", scheme="aao", online_lead=4)
+
+
+def _relative_error(a: torch.Tensor, b: torch.Tensor) -> float:
+    return float((a - b).norm() / b.norm())
+
+
 class Constant(nn.Module):
     def __init__(self, value: float) -> None:
         super().__init__()
@@ -265,11 +295,13 @@ def test_forecast_through_the_cli(workdir):
                for f in ("forecast.png", "correlation.png"))
     main(["test", "--config", config, *TINY_KS, "--trainer.accelerator=cpu", f"--ckpt_path={checkpoint}",
           "--data.init_args.pde.init_args.num_states=20", "--data.init_args.test_pde.init_args.num_states=30",
-          "--model.init_args.observation_probability=0.5", "--model.init_args.num_steps=32"])
+          "--model.init_args.observation_probability=0.5", "--model.init_args.num_steps=32",
+          "--model.init_args.online_lead=4"])
     assimilated = json.loads((workdir / "runs/conditional_ks/report/forecast_scores.json").read_text())
     # the config's evaluation settings win over the checkpoint's (Lightning would silently take the checkpoint's)
     assert assimilated["observation_probability"] == 0.5
     assert assimilated["nfe_per_trajectory"] == 4 * Heun().nfe(32) and assimilated["rmsd"] != scores["rmsd"]
+    assert len(assimilated["online"]["rmsd_curve"]) == 4 and assimilated["online_rmsd"] > 0
 
 
 def test_the_mse_forecaster_learns_the_conditional_mean_in_one_evaluation_a_window():

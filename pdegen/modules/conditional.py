@@ -115,6 +115,9 @@ class ConditionalDiffusion(GeneratorModule):
         observation_probability: p of ``pdegen test``'s offline data assimilation: each entry of the test
             trajectories (space × time) observed with probability p (a seeded Bernoulli mask, the same for every
             method); 0: forecasting from the first ``history`` states alone.
+        online_lead: online data assimilation in ``pdegen test`` (with ``observation_probability`` > 0): after each
+            window of assimilated states, forecast this many states ahead with no observations
+            (:meth:`online_forecasts`) and score them; 0: offline only.
         assimilation: how observations reach the model: ``guidance`` (reconstruction guidance) or ``input``
             (amortised variants trained with ``observation_training``: the masked observations and their mask as
             network channels).
@@ -126,14 +129,15 @@ class ConditionalDiffusion(GeneratorModule):
     """
 
     evaluation_settings = ("history", "scheme", "guidance_noise_std", "guidance_gamma", "ensemble_size",
-                           "observation_probability", "assimilation", "sampler", "num_steps", "sigma_min",
-                           "sigma_max", "rho", "sample_batch_size")
+                           "observation_probability", "online_lead", "assimilation", "sampler", "num_steps",
+                           "sigma_min", "sigma_max", "rho", "sample_batch_size")
     """Settings ``pdegen test --ckpt_path`` takes from the config, not from the checkpoint (:mod:`pdegen.cli`)."""
 
     def __init__(self, net: nn.Module, window: int = 9, history: int = 1, variant: str = "universal",
                  scheme: str = "ar", history_draw: str = "sample", guidance_noise_std: float = 0.01,
                  guidance_gamma: float = 0.1, ensemble_size: int = 1, observation_probability: float = 0.0,
-                 assimilation: str = "guidance", observation_training: bool = False, sigma_data: float = 1.0,
+                 online_lead: int = 0, assimilation: str = "guidance", observation_training: bool = False,
+                 sigma_data: float = 1.0,
                  p_mean: float = -1.2, p_std: float = 1.2, sampler: Sampler | None = None, num_steps: int = 16,
                  sigma_min: float = 0.002, sigma_max: float = 80.0, rho: float = 7.0, sample_batch_size: int = 64,
                  optimizer: OptimizerCallable = torch.optim.Adam,
@@ -161,6 +165,9 @@ class ConditionalDiffusion(GeneratorModule):
                              f"set `channels: {window}` on the net for a one-channel PDE")
         if not 0 <= observation_probability <= 1:
             raise ValueError(f"observation_probability is a probability in [0, 1], got {observation_probability}")
+        if int(online_lead) != online_lead or online_lead < 0 or (online_lead and scheme != "ar"):
+            raise ValueError(f"online_lead must be an integer >= 0 (online assimilation goes window by window: scheme "
+                             f"ar), got {online_lead} with scheme {scheme!r}")
         if int(ensemble_size) != ensemble_size or ensemble_size < 1:
             raise ValueError(f"ensemble_size must be an integer >= 1, got {ensemble_size}")
         super().__init__(net.channels // window, sample_batch_size=sample_batch_size, optimizer=optimizer,
@@ -400,6 +407,26 @@ class ConditionalDiffusion(GeneratorModule):
         trajectories[:, :, :initial.shape[2]] = initial.to(trajectories).repeat_interleave(members, dim=0)
         return trajectories.reshape(len(initial), members, channels, num_states, *space)
 
+    def online_forecasts(self, analysis: Tensor, lead: int, generator: torch.Generator | None = None,
+                         batch_size: int | None = None) -> tuple[Tensor, list[int]]:
+        """Online data assimilation's forecasts. ``analysis`` ``(B, C, T, *space)`` (physical units) is an
+        autoregressive assimilation (:meth:`forecast` with observations, scheme ar): each window saw only the
+        observations up to its end, so stage s, ending at state e_s = C + (s + 1)·P (P = window − C new states a
+        window), is what an online system holds when the observations up to e_s have arrived. From each stage's
+        last C assimilated states, forecast ``lead`` states with no observations; returns the forecasts
+        ``(B, S, C, lead, *space)`` of states e_s .. e_s + lead − 1 (every stage with e_s + lead ≤ T) and the e_s."""
+        if self.scheme != "ar":
+            raise ValueError("online assimilation goes window by window (scheme ar); all at once re-solves the whole "
+                             "trajectory at every stage: use offline assimilation")
+        step = self.window - self.history
+        ends = list(range(self.history + step, analysis.shape[2] - lead + 1, step))
+        if lead < 1 or not ends:
+            raise ValueError(f"online forecasts of lead={lead} states need lead >= 1 and a trajectory longer than "
+                             f"{self.history + step + lead - 1} states, got {analysis.shape[2]}")
+        initial = torch.stack([analysis[:, :, e - self.history:e] for e in ends], dim=1).flatten(0, 1)
+        forecasts = self.forecast(initial, 1, self.history + lead, generator, batch_size)[:, 0, :, self.history:]
+        return forecasts.reshape(len(analysis), len(ends), *forecasts.shape[1:]), ends
+
     def _observations(self, observed: Tensor | None, mask: Tensor | None, shape: tuple[int, ...]) -> list[Tensor]:
         """Checked, normalised observations and their bool mask, both ``shape``."""
         if observed is None or mask is None:
@@ -458,6 +485,13 @@ class ConditionalDiffusion(GeneratorModule):
         if members > 1:
             scores["crps"] = crps_ensemble(ensemble, truth, per_state=True)
             scores["spread"], scores["error_of_mean"] = spread_skill_terms(ensemble, truth)
+        lead = self.hparams.online_lead
+        if lead and p > 0:
+            forecasts, ends = self.online_forecasts(flat, lead, seeded_generator("online", self.seed, batch_idx,
+                                                                                 device=self.device))
+            target = torch.stack([truth[:, :, e:e + lead] for e in ends], 1).repeat_interleave(members, dim=0)
+            scores["online_rmsd"] = state_rmsd(forecasts.flatten(0, 1), target.flatten(0, 1)).reshape(
+                len(batch), -1, lead).mean(1)
         self._scores.append({k: v.detach().double().cpu() for k, v in scores.items()})
         if batch_idx == 0:  # the report's figure: the first trajectory, two members
             self._example = (truth[0].cpu(), ensemble[0, :2].cpu())
@@ -485,6 +519,8 @@ class ConditionalDiffusion(GeneratorModule):
             "nfe_per_trajectory": self.forecast_nfe(num_states, self.history),
         }
         summary["spectrum_error"] = float(scores["spectrum_error"][:, lead].mean())
+        if "online_rmsd" in scores:
+            summary["online_rmsd"] = float(scores["online_rmsd"].mean())
         if "crps" in scores:
             summary["crps"] = float(scores["crps"][:, lead].mean())
             summary["spread_skill"] = float(pooled_spread_skill(  # pooled over trajectories and lead states
@@ -504,6 +540,11 @@ class ConditionalDiffusion(GeneratorModule):
             "correlation_curve": scores["correlation"].mean(0).tolist(),
             "rmsd_curve": scores["rmsd"].mean(0).tolist(),
             "persistence_correlation_curve": scores["persistence_correlation"].mean(0).tolist()}
+        if "online_rmsd" in scores:
+            self.forecast_scores["online"] = {
+                "lead": self.hparams.online_lead, "rmsd_curve": scores["online_rmsd"].mean(0).tolist(),
+                "convention": "RMSD of the forecasts issued after each window of assimilated states, by lead "
+                              "(1 = the state after the last assimilated one), averaged over stages"}
         if self.trainer is not None and self.trainer.is_global_zero:
             folder = Path(self.trainer.default_root_dir) / "report"
             folder.mkdir(parents=True, exist_ok=True)
