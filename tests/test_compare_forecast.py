@@ -33,7 +33,7 @@ def tool(monkeypatch):
     return module
 
 
-def test_every_model_scheme_split_and_assimilation_then_reuse(tool, workdir, capsys):
+def test_every_model_scheme_split_and_assimilation_then_reuse(tool, workdir, capsys, monkeypatch):
     out = workdir / "compare"
     results = tool.main(["--out", str(out)])
     table = (out / "compare.md").read_text()
@@ -74,6 +74,10 @@ def test_every_model_scheme_split_and_assimilation_then_reuse(tool, workdir, cap
     tool.main(["--out", str(out)])
     assert checkpoint.stat().st_mtime_ns == stamp, "finished stages are reused"
     assert "## Targets" in capsys.readouterr().out
+    monkeypatch.setitem(tool.CPU_SCALE, "eval", TINY["eval"] | {"num_steps": 3})
+    rerun = tool.main(["--out", str(out)])
+    assert checkpoint.stat().st_mtime_ns == stamp, "a test-time change retrains nothing"
+    assert rerun["forecast"]["universal"]["nfe_per_trajectory"] == 3 * 5, "a changed config reruns its test"
 
 
 def test_the_targets_verdicts(tool):

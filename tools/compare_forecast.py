@@ -19,11 +19,12 @@ With ``pdegen fit`` / ``pdegen test`` (``pdegen.cli.main``) on ``lightning_confi
    and seconds per trajectory into ``compare.md``, ``compare.json`` and ``compare.png`` in ``--out``, with the
    issue's targets checked under the tables.
 
-``--scale cpu`` shrinks the configs by :data:`CPU_SCALE` (L = 32 on 64 points with the same Δx = 0.5 and Δt = 0.2,
-256 training trajectories, a base-32 U-Net, the same number of steps for every model, 16 test trajectories of 120
-states). The configs actually run are written to ``<out>/configs/`` (reproducible with pdegen alone); each run's
-``report/`` holds its scores and figures (``forecast.png``: space–time, ``correlation.png``). Stages whose outputs
-exist are reused (``--force`` redoes them).
+``--scale cpu`` shrinks the configs by :data:`CPU_SCALE` (L = 64 on 128 points, Δx = 0.5 and Δt = 0.2; 256
+training trajectories; a base-32 U-Net; batches of 32 and the same number of steps for every model; 16 test
+trajectories of 160 states). The configs actually run are written to ``<out>/configs/`` (reproducible with pdegen
+alone); each run's ``report/`` holds its scores and figures (``forecast.png``: space–time, ``correlation.png``).
+A stage is reused when its output exists and its config is unchanged (``--force`` redoes every stage); a retrained
+model's test runs are redone.
 """
 from __future__ import annotations
 
@@ -52,7 +53,7 @@ GUIDED = "guided"
 FORECASTS: dict[str, tuple[str, dict[str, Any]]] = {  # column -> (model, test-time args)
     "MSE": ("mse", {}),
     "joint AR": ("joint", {GUIDED: True}),
-    "joint AAO": ("joint", {GUIDED: True, "scheme": "aao"}),
+    "joint AAO": ("joint", {GUIDED: True, "scheme": "aao", "ensemble_size": 1}),  # one member: the costliest
     "amortised": ("amortised_C1", {}),
     "universal": ("universal", {}),
     "universal (C per batch)": ("universal_batch", {}),
@@ -65,10 +66,10 @@ ASSIMILATION: dict[str, tuple[str, dict[str, Any]]] = {
 }
 CPU_SCALE: dict[str, Any] = {
     "accelerator": "cpu",
-    "pde": {"length": 32.0, "resolution": 64},
-    "data": {"num_samples": 256, "batch_size": 64, "eval_batch_size": 16, "num_workers": 0,
+    "pde": {"length": 64.0, "resolution": 128},
+    "data": {"num_samples": 256, "batch_size": 32, "eval_batch_size": 16, "num_workers": 0,
              "test_num_samples": 16},
-    "test_states": 120,
+    "test_states": 160,
     "net": {"base_channels": 32, "channel_mults": [1, 2, 2], "num_res_blocks": 1},
     "train": {"max_steps": 1200, "lr": 1e-3, "ema_decay": 0.99},
     "eval": {"ensemble_size": 2, "num_steps": 16, "guided_steps": 32, "sample_batch_size": 64},
@@ -87,6 +88,7 @@ class Comparison:
     def __init__(self, scale: str, out: Path, force: bool) -> None:
         self.scale, self.root, self.force = scale, out, force
         self.settings = CPU_SCALE if scale == "cpu" else GPU_SCALE
+        self.retrained: set[str] = set()
 
     def config(self, model: str, run: str, **model_args: Any) -> dict:
         """The config of ``model`` for run ``run`` (its outputs under ``out/run``), scaled, ``model_args`` set."""
@@ -119,29 +121,46 @@ class Comparison:
         return config
 
     def write(self, run: str, config: dict) -> Path:
-        path = self.root / "configs" / f"{run.replace('/', '_')}.yaml"
-        write_text_atomic(path, yaml.safe_dump(config, sort_keys=False))
-        return path
+        write_text_atomic(self.config_path(run), yaml.safe_dump(config, sort_keys=False))
+        return self.config_path(run)
+
+    def config_path(self, run: str) -> Path:
+        return self.root / "configs" / f"{run.replace('/', '_')}.yaml"
+
+    def redo(self, run: str, config: dict, output: Path, training: bool = False) -> bool:
+        """Whether to (re)run ``run``: ``--force``, no ``output`` yet, or another config than the one it ran with
+        (for ``training``, the model's evaluation settings aside)."""
+        path = self.config_path(run)
+        if self.force or not output.is_file() or not path.is_file():
+            return True
+        old, new = yaml.safe_load(path.read_text()), yaml.safe_load(yaml.safe_dump(config, sort_keys=False))
+        if training:
+            from pdegen.modules import ConditionalDiffusion
+
+            for c in (old, new):
+                for setting in ConditionalDiffusion.evaluation_settings:
+                    c["model"]["init_args"].pop(setting, None)
+        return old != new
 
     def fit(self, model: str) -> Path:
         """Train ``model`` unless its last checkpoint exists; the checkpoint."""
         from pdegen.cli import main
 
-        checkpoint = self.root / "models" / model / "checkpoints" / "last.ckpt"
-        if self.force or not checkpoint.is_file():
-            main(["fit", "--config", str(self.write(f"models/{model}", self.config(model, f"models/{model}"))),
-                  "--overwrite=true"])
+        run = f"models/{model}"
+        checkpoint, config = self.root / run / "checkpoints" / "last.ckpt", self.config(model, run)
+        if self.redo(run, config, checkpoint, training=True):
+            main(["fit", "--config", str(self.write(run, config)), "--overwrite=true"])
+            self.retrained.add(model)
         return checkpoint
 
     def test(self, model: str, run: str, **model_args: Any) -> dict[str, Any]:
         """``pdegen test`` of ``model`` with the test-time ``model_args`` unless the report exists; its scores."""
         from pdegen.cli import main
 
-        report = self.root / run / "report" / "forecast_scores.json"
-        if self.force or not report.is_file():
-            checkpoint = self.fit(model)
-            main(["test", "--config", str(self.write(run, self.config(model, run, **model_args))),
-                  f"--ckpt_path={checkpoint}"])
+        report, config = self.root / run / "report" / "forecast_scores.json", self.config(model, run, **model_args)
+        checkpoint = self.fit(model)
+        if model in self.retrained or self.redo(run, config, report):
+            main(["test", "--config", str(self.write(run, config)), f"--ckpt_path={checkpoint}"])
         return json.loads(report.read_text())
 
     def run(self) -> dict[str, Any]:
@@ -178,7 +197,8 @@ FORECAST_ROWS = (  # (label, key in forecast_scores.json)
     ("spread–skill ratio (1 = calibrated)", "spread_skill"),
     ("energy-spectrum error (mean relative, log)", "spectrum_error"),
     ("PDE residual (RMS, physical units)", "residual"),
-    ("network evaluations per trajectory", "nfe_per_trajectory"),
+    ("ensemble members per trajectory", "members"),
+    ("network evaluations per trajectory (one member)", "nfe_per_trajectory"),
     ("seconds per trajectory (all members)", "seconds_per_trajectory"),
 )
 
@@ -205,8 +225,7 @@ def markdown(results: dict[str, Any]) -> str:
     first = next(iter(forecast.values()))
     lines = [f"# Conditional diffusion on Kuramoto–Sivashinsky ({results['scale']} scale)", "",
              f"{first['trajectories']} test trajectories of {len(first['correlation_curve'])} states (Δt = "
-             f"{first['dt']:g}), the same for every column; {first['members']} ensemble members per trajectory for the "
-             "diffusion models (the MSE forecaster is deterministic). Times are lead times (model time units). "
+             f"{first['dt']:g}), the same for every column. Times are lead times (model time units). "
              "High-correlation time: the lead time until the per-state Pearson correlation with the truth first "
              "falls to 0.8, per trajectory then averaged (PDE-Refiner's convention) or on the averaged curve "
              "(Shysheya et al.'s). RMSD, CRPS and the spectrum error are means over the forecast states; the "
