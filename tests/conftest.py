@@ -53,7 +53,10 @@ CHEAPER_DATA = {
     "ks": ["--data.init_args.pde.init_args.burn_in=4.0"],
     **{f"conditional/{stem}": ["--data.init_args.pde.init_args.burn_in=4.0", "--data.init_args.test_num_samples=2",
                                "--data.init_args.test_pde.init_args.burn_in=4.0"]
-       for stem in ("ks", "ks_joint", "ks_amortised", "ks_mse")},
+       for stem in ("ks", "ks_joint", "ks_amortised", "ks_mse", "ks_cpu")},
+    **{f"conditional/{stem}": [f"--data.init_args.{pde}.init_args.{setting}" for pde in ("pde", "test_pde")
+                               for setting in ("sim_resolution=64", "burn_in=0.4")]
+       + ["--data.init_args.test_num_samples=2"] for stem in ("kolmogorov", "kolmogorov_joint", "kolmogorov_cpu")},
 }
 
 

@@ -304,6 +304,24 @@ def test_forecast_through_the_cli(workdir):
     assert len(assimilated["online"]["rmsd_curve"]) == 4 and assimilated["online_rmsd"] > 0
 
 
+def test_kolmogorov_forecast_through_the_cli_takes_the_forcing_and_draws_snapshots(workdir):
+    """The 2-D path: a circular 2-D U-Net on 5-state windows of vorticity with the forcing's shape as a channel."""
+    config = str(Path(__file__).resolve().parents[1] / "lightning_configs/conditional/kolmogorov_cpu.yaml")
+    tiny = ["--data.init_args.num_samples=8", "--data.init_args.batch_size=8", "--data.init_args.test_num_samples=2",
+            "--trainer.max_epochs=1", "--trainer.limit_train_batches=2", "--trainer.enable_progress_bar=false",
+            "--model.init_args.net.init_args.base_channels=8", "--model.init_args.num_steps=2",
+            *[f"--data.init_args.{pde}.init_args.{k}" for pde in ("pde", "test_pde")
+              for k in ("resolution=16", "sim_resolution=64", "burn_in=0.4", "num_states=9")]]
+    fit = main(["fit", "--config", config, *tiny])
+    module = fit.model
+    assert module.denoiser.net.static.shape == (1, 16, 16)  # -cos(4y), the forcing's shape
+    main(["test", "--config", config, *tiny, f"--ckpt_path={fit.trainer.checkpoint_callback.last_model_path}"])
+    report = workdir / "runs/conditional_kolmogorov_cpu/report"
+    scores = json.loads((report / "forecast_scores.json").read_text())
+    assert len(scores["correlation_curve"]) == 9 and scores["nfe_per_trajectory"] == 2 * Heun().nfe(2)
+    assert (report / "forecast.png").stat().st_size > 0
+
+
 def test_the_mse_forecaster_learns_the_conditional_mean_in_one_evaluation_a_window():
     """Trained on AR(1) windows, the MSE forecaster's next state approaches the conditional mean a·x₀ (its error
     falls well below the data's own spread, 1 − a² of the variance), deterministically, one evaluation a window."""

@@ -79,19 +79,20 @@ this range (the assimilation sweep's p from 1e-3 to 1)."""
 class WindowBackbone(nn.Module):
     """A channel-stacked backbone on windows: ``forward(x (B, C, k, *space), c_noise, condition=None)`` runs
     ``net`` on [x's states, the condition's, the static fields] stacked on the channel axis and returns the
-    output in the window's layout."""
+    output in the window's layout. The static fields are a plain attribute, not a buffer: set when the PDE is
+    attached (after callbacks such as weight averaging copied the model), they follow the input's device."""
 
     def __init__(self, net: nn.Module) -> None:
         super().__init__()
         self.net = net
-        self.register_buffer("static", None, persistent=False)
+        self.static: Tensor | None = None
 
     def forward(self, x: Tensor, c_noise: Tensor, condition: Tensor | None = None) -> Tensor:
         parts = [x.flatten(1, 2)]
         if condition is not None:
             parts.append(condition.flatten(1, 2))
         if self.static is not None:
-            parts.append(self.static.to(x.dtype).expand(len(x), *self.static.shape))
+            parts.append(self.static.to(x.device, x.dtype).expand(len(x), *self.static.shape))
         return self.net(torch.cat(parts, dim=1), c_noise).view_as(x)
 
 
@@ -199,7 +200,7 @@ class ConditionalDiffusion(GeneratorModule):
             raise ValueError(f"{pde.name} samples are not trajectories (their first grid axis is "
                              f"{pde.grid.boundary[0]!r}, not 'time'): ConditionalDiffusion models time-dependent "
                              "families (ks, kolmogorov, burgers)")
-        self.denoiser.net.static = None if static is None else static.float().to(self.device)
+        self.denoiser.net.static = None if static is None else static.float()
 
     @property
     def dt(self) -> float:
