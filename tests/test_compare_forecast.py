@@ -29,7 +29,7 @@ def tool(monkeypatch):
     spec = importlib.util.spec_from_file_location("compare_forecast", TOOL)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    monkeypatch.setattr(module, "CPU_SCALE", module.CPU_SCALE | TINY)
+    monkeypatch.setattr(module, "CPU_SCALE", module.CPU_SCALE | TINY | {"assimilation": list(module.ASSIMILATION)})
     return module
 
 
@@ -50,7 +50,7 @@ def test_every_model_scheme_split_and_assimilation_then_reuse(tool, workdir, cap
     assert re.search(r"\| 5\\\|4 \| \S+ \(\S+\) \| \S+ \(\S+\) \| \S+ \(\S+\) \|", table), "the P|C row of C = 4"
     assert results["splits"][4]["amortised"]["history"] == 4 and results["splits"][4]["universal"]["history"] == 4
     assimilation = results["assimilation"][1e-2]
-    assert {runs["observation_probability"] for runs in assimilation.values()} == {1e-2}
+    assert {runs["observation_probability"] for runs in assimilation.values()} == {1e-2} and len(assimilation) == 3
     for verdict in ("MSE forecaster's", "AR beats AAO", "universal ≥ amortised", "per sample or per batch",
                     "hybrid beats architecture-only"):
         assert verdict in table, verdict
