@@ -63,7 +63,11 @@ def test_every_model_scheme_split_and_assimilation_then_reuse(tool, workdir, cap
     assert trained["trainer"]["max_steps"] == 2 and trained["data"]["init_args"]["cache_dir"] == str(out / "data")
     guided = yaml.safe_load((configs / "forecast_joint_ar.yaml").read_text())["model"]["init_args"]
     assert guided["num_steps"] == 3 and "guided" not in guided
-    architecture = yaml.safe_load((configs / "assimilation_p0.01_architecture_only.yaml").read_text())
+    labels = [*tool.FORECASTS, *tool.SWEEP_MODELS, *tool.ASSIMILATION]
+    assert len({tool.slug(label) for label in set(labels)}) == len(set(labels)), "one run folder per column"
+    assert (out / "forecast/universal_c_per_batch/report/forecast_scores.json").is_file()
+    architecture = yaml.safe_load((configs / "assimilation_p0.01_architecture_only_observations_as_input.yaml")
+                                  .read_text())
     assert architecture["model"]["init_args"]["assimilation"] == "input"
     assert yaml.safe_load((configs / "models_amortised_C4.yaml").read_text())["model"]["init_args"]["history"] == 4
     assert len(list((out / "data").glob("*.h5"))) == 2, "one training and one test file for every run"

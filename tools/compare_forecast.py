@@ -182,7 +182,8 @@ class Comparison:
 
 
 def slug(label: str) -> str:
-    return "".join(c if c.isalnum() else "_" for c in label.split(" (")[0].lower()).strip("_")
+    """A run folder's name for a column label: its letters and digits, runs of anything else one ``_``."""
+    return "_".join("".join(c if c.isalnum() else " " for c in label.lower()).split())
 
 
 # ---------------------------------------------------------------------------------------- the tables
