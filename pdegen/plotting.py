@@ -81,18 +81,17 @@ def forecast_figure(truth: Tensor, members: Tensor, dt: float, history: int, cha
     fields = {"truth": truth, **{f"member {m + 1}": member[0].detach().cpu().double().numpy()
                                  for m, member in enumerate(members)}}
     error = fields["member 1"] - truth
-    vmin, vmax = truth.min(), truth.max()
     limit = np.abs(error).max()
+    styles = {False: {"cmap": "viridis", "vmin": truth.min(), "vmax": truth.max()},
+              True: {"cmap": "RdBu_r", "vmin": -limit, "vmax": limit}}  # by "is this the error panel"
     num_states = truth.shape[0]
     if truth.ndim == 2:
         fig, axes = plt.subplots(1, len(fields) + 1, figsize=(2.6 * (len(fields) + 1), 4.2), squeeze=False,
                                  constrained_layout=True)
         extent = (0, truth.shape[1], 0, (num_states - 1) * dt)
         for ax, (name, field) in zip(axes[0], [*fields.items(), ("error, member 1", error)], strict=True):
-            is_error = name.startswith("error")
             image = ax.imshow(field, origin="lower", aspect="auto", extent=extent,
-                              cmap="RdBu_r" if is_error else "viridis",
-                              vmin=-limit if is_error else vmin, vmax=limit if is_error else vmax)
+                              **styles[name.startswith("error")])
             ax.axhline((history - 1) * dt, color="w", lw=0.8, ls="--")
             ax.set_title(name, fontsize=9)
             ax.set_xlabel("x (grid points)", fontsize=8)
@@ -104,11 +103,9 @@ def forecast_figure(truth: Tensor, members: Tensor, dt: float, history: int, cha
     fig, axes = plt.subplots(len(rows), len(times), figsize=(2.0 * len(times), 2.0 * len(rows)), squeeze=False,
                              constrained_layout=True)
     for r, (name, field) in enumerate(rows):
-        is_error = name.startswith("error")
         for c, n in enumerate(times):
             ax = axes[r, c]
-            image = ax.imshow(field[n].T, origin="lower", cmap="RdBu_r" if is_error else "viridis",
-                              vmin=-limit if is_error else vmin, vmax=limit if is_error else vmax)
+            image = ax.imshow(field[n].T, origin="lower", **styles[name.startswith("error")])
             ax.set_xticks([])
             ax.set_yticks([])
             if r == 0:
@@ -118,16 +115,17 @@ def forecast_figure(truth: Tensor, members: Tensor, dt: float, history: int, cha
     return fig
 
 
-def correlation_figure(curves: dict[str, Sequence[float]], dt: float, threshold: float = 0.8):
+def correlation_figure(curves: dict[str, Sequence[float]], dt: float, threshold: float = 0.8, ax=None):
     """Per-state correlation with the truth against lead time (state i at t = i·dt), one line per method, the
-    high-correlation threshold dashed."""
-    fig, ax = plt.subplots(figsize=(6.0, 3.6), constrained_layout=True)
+    high-correlation threshold dashed; drawn on ``ax`` (a panel of a larger figure) or on a new figure."""
+    if ax is None:
+        _, ax = plt.subplots(figsize=(6.0, 3.6), constrained_layout=True)
     for name, curve in curves.items():
         ax.plot(np.arange(len(curve)) * dt, curve, label=name, lw=1.2)
     ax.axhline(threshold, color="k", ls="--", lw=0.8)
     ax.set(xlabel="lead time", ylabel="correlation with the truth", ylim=(-0.2, 1.02))
     ax.legend(fontsize=7)
-    return fig
+    return ax.figure
 
 
 def save_figure(fig, path: str | Path) -> Path:

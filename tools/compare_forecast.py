@@ -1,7 +1,7 @@
 """Conditional diffusion on Kuramoto–Sivashinsky: every model × sampling scheme, the P|C sweep and the data
 assimilation sweep, on one data set and one set of test trajectories (Shysheya et al. 2024's comparison).
 
-    python tools/compare_forecast.py --scale cpu      # on 2 CPU cores (about 30 min on a quiet machine)
+    python tools/compare_forecast.py --scale cpu      # on 2 CPU cores (about 1 h, measured beside other work)
     python tools/compare_forecast.py --scale gpu      # the lightning_configs/conditional configs as committed
 
 With ``pdegen fit`` / ``pdegen test`` (``pdegen.cli.main``) on ``lightning_configs/conditional/ks*.yaml``:
@@ -296,20 +296,14 @@ def figure(results: dict[str, Any], path: Path) -> None:
     assimilation sweep (right)."""
     import matplotlib.pyplot as plt
 
-    from pdegen.plotting import save_figure
+    from pdegen.plotting import correlation_figure, save_figure
 
     forecast = results["forecast"]
     first = next(iter(forecast.values()))
     fig, axes = plt.subplots(1, 3, figsize=(15, 4), constrained_layout=True)
-    for label, scores in forecast.items():
-        curve = scores["correlation_curve"]
-        axes[0].plot([i * first["dt"] for i in range(len(curve))], curve, label=label, lw=1.2)
-    curve = first["persistence_correlation_curve"]
-    axes[0].plot([i * first["dt"] for i in range(len(curve))], curve, "k:", label="persistence", lw=1)
-    axes[0].axhline(0.8, color="k", ls="--", lw=0.8)
-    axes[0].set(xlabel="lead time", ylabel="correlation with the truth", ylim=(-0.2, 1.02),
-                title="forecasting from the first state")
-    axes[0].legend(fontsize=7)
+    curves = {label: scores["correlation_curve"] for label, scores in forecast.items()}
+    correlation_figure(curves | {"persistence": first["persistence_correlation_curve"]}, first["dt"], ax=axes[0])
+    axes[0].set_title("forecasting from the first state")
     splits = list(results["splits"])
     for label in SWEEP_MODELS:
         axes[1].plot(splits, [results["splits"][c][label]["high_correlation_time"] for c in splits], "o-", label=label)
