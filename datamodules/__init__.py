@@ -5,7 +5,8 @@ the family; ``lightning_configs/data/<family>.yaml`` holds each family's setting
 """
 
 from .base import EpochShuffle, PDEDataModule, TensorSamples
-from .request import SampleRequest
+from .request import ForecastRequest, SampleRequest
 from .windows import TrajectoryWindows, random_windows
 
-__all__ = ["EpochShuffle", "PDEDataModule", "SampleRequest", "TensorSamples", "TrajectoryWindows", "random_windows"]
+__all__ = ["EpochShuffle", "ForecastRequest", "PDEDataModule", "SampleRequest", "TensorSamples", "TrajectoryWindows",
+           "random_windows"]

@@ -229,7 +229,7 @@ def test_bad_input_is_refused_with_the_fix():
         module.forecast(torch.zeros(1, 1, 1, 16))
     observed, observed_mask = torch.zeros(1, 1, 12, R), torch.ones(1, 1, 12, R, dtype=torch.bool)
     with pytest.raises(ValueError, match=r"must both be \(1, 1, 12, 8\)"):
-        module.forecast(torch.zeros(1, 1, 1, R), observed=observed[:, :, :5], mask=observed_mask[:, :, :5])
+        module.forecast(torch.zeros(1, 1, 1, R), observed=observed, mask=observed_mask[:, :, :5])
     with pytest.raises(ValueError, match="not finite"):
         module.forecast(torch.zeros(1, 1, 1, R), observed=observed / 0, mask=observed_mask)
     with pytest.raises(ValueError, match="cannot assimilate"):
@@ -302,6 +302,101 @@ def test_forecast_through_the_cli(workdir):
     assert assimilated["observation_probability"] == 0.5
     assert assimilated["nfe_per_trajectory"] == 4 * Heun().nfe(32) and assimilated["rmsd"] != scores["rmsd"]
     assert len(assimilated["online"]["rmsd_curve"]) == 4 and assimilated["online_rmsd"] > 0
+    _predict_from_a_users_file(workdir, ["--config", config, *TINY_KS, "--trainer.accelerator=cpu",
+                                         f"--ckpt_path={checkpoint}"], fit.model.pde)
+
+
+def _write_trajectories(path: Path, pde, values: torch.Tensor, mask: torch.Tensor | None = None) -> Path:
+    import h5py
+
+    from pdegen.io import DatasetWriter
+
+    with DatasetWriter(path, pde.replace(num_states=values.shape[2]), len(values)) as writer:
+        writer.write(0, torch.nan_to_num(values))
+    with h5py.File(path, "a") as f:
+        f["u"][...] = values[:, 0].numpy()  # NaN where nothing is known
+        if mask is not None:
+            f["mask"] = mask.numpy()
+    return path
+
+
+def _predict_from_a_users_file(workdir: Path, config: list[str], pde) -> None:
+    """``pdegen predict`` with a ForecastRequest: forecasts from a file of initial conditions (members seeded by
+    their index alone), an assimilation of a user's sparse observations, and a file of another grid refused."""
+    from pdegen.io import load_samples
+
+    truth = pde.replace(num_states=12).generate(2, torch.Generator().manual_seed(3))
+    initial = torch.cat([truth[:, :, :1], torch.full_like(truth[:, :, :2], float("nan"))], dim=2)
+    _write_trajectories(workdir / "initial.h5", pde, initial)  # the first state; the rest unknown
+    writer = ["--trainer.callbacks+=pdegen.callbacks.SampleWriter", "--trainer.callbacks.path=forecasts.h5"]
+    main(["predict", *config, "--data=datamodules.ForecastRequest", "--data.file=initial.h5", "--data.members=2",
+          "--data.num_states=12", "--data.batch_size=3", *writer])
+    forecasts, info = load_samples(workdir / "forecasts.h5", dtype=torch.float64)
+    assert forecasts.shape == (4, 1, 12, 32) and info.pde.num_states == 12
+    assert torch.equal(forecasts[:, :, :1], truth[:, :, :1].repeat_interleave(2, 0))  # the given state, kept
+    assert not torch.allclose(forecasts[2], forecasts[3])  # two members of trajectory 1
+    assert json.loads(info.attrs["request"]) == {"file": "initial.h5", "members": 2, "seed": 0,
+                                                 "initial_states": "the model's history"}
+    module = ConditionalDiffusion.load_from_checkpoint(config[-1].split("=", 1)[1])
+    alone = module.forecast(truth[1:2, :, :1], 1, 12, noise=module.indexed_noise([3], shape=(1, 12, 32)))
+    torch.testing.assert_close(forecasts[3:], alone[:, 0], rtol=1e-5, atol=1e-5)  # whatever its batch
+
+    mask = torch.rand(2, 12, 32, generator=torch.Generator().manual_seed(4)) < 0.3
+    mask[:, :2] = True  # the first states observed everywhere: the initial states
+    _write_trajectories(workdir / "observed.h5", pde, torch.where(mask[:, None], truth, float("nan")), mask)
+    main(["predict", *config, "--data=datamodules.ForecastRequest", "--data.file=observed.h5", *writer[:1],
+          "--trainer.callbacks.path=analysis.h5"])
+    analysis, info = load_samples(workdir / "analysis.h5", dtype=torch.float64)
+    assert analysis.shape == (2, 1, 12, 32) and json.loads(info.attrs["request"])["initial_states"] == 2
+    assert torch.equal(analysis[:, :, :2], truth[:, :, :2])
+    noise = module.indexed_noise([0, 1], shape=(1, 12, 32))
+    direct = module.forecast(truth[:, :, :2], 1, observed=truth, mask=mask[:, None], noise=noise)[:, 0]
+    torch.testing.assert_close(analysis, direct, rtol=1e-5, atol=1e-5)  # the file's observations, assimilated
+    assert not torch.allclose(analysis, module.forecast(truth[:, :, :2], 1, 12, noise=noise)[:, 0])
+
+    _write_trajectories(workdir / "longer.h5", pde.replace(length=30.0), truth[:, :, :3])  # another domain
+    with pytest.raises(ValueError, match="differ in {'length': \\(22.0, 30.0\\)}"):
+        main(["predict", *config, "--data=datamodules.ForecastRequest", "--data.file=longer.h5", *writer[:1],
+              "--trainer.callbacks.path=longer_forecasts.h5"])
+    assert not (workdir / "longer_forecasts.h5").exists()
+
+
+def test_a_forecast_request_reads_a_users_file_and_refuses_one_that_contradicts_itself(tmp_path):
+    from datamodules import ForecastRequest
+
+    pde, values = _pde(6), torch.randn(3, 1, 6, R, dtype=torch.float64)
+    request = ForecastRequest(str(_write_trajectories(tmp_path / "plain.h5", pde, values)), members=2, num_states=9)
+    request.setup("predict")
+    items = list(request.predict_dataloader())[0]
+    assert items["trajectory"].shape == (6, 1, 6, R) and items["index"].tolist() == list(range(6))
+    assert torch.equal(items["trajectory"][3], values[1]) and items["num_states"].tolist() == [9] * 6
+    assert "initial_states" not in items  # the model's history
+    mask = torch.zeros(3, 6, R, dtype=torch.bool)
+    mask[:, :2], mask[:, 4, :3] = True, True
+    sparse = torch.where(mask[:, None], values, float("nan"))
+    request = ForecastRequest(str(_write_trajectories(tmp_path / "sparse.h5", pde, sparse, mask)))
+    request.setup("predict")
+    item = request.predict_dataloader().dataset[1]
+    assert int(item["initial_states"]) == 2 and torch.equal(item["mask"][0], mask[1])  # leading whole states
+    assert torch.equal(item["observed"], torch.where(mask[1], values[1], 0.0))
+    bad = {"count": (mask[:2], "'mask' holds 2 trajectories but the values hold 3"),
+           "shape": (mask[:, :5], r"'mask' has shape \(3, 5, 8\).*give it shape \(3, 6, 8\)"),
+           "values": (mask.int() * 2, "bool or 0/1")}
+    for name, (wrong, message) in bad.items():
+        with pytest.raises(ValueError, match=message):
+            ForecastRequest(str(_write_trajectories(tmp_path / f"{name}.h5", pde, sparse, wrong))).setup("predict")
+    unmarked = mask.clone()
+    unmarked[2, 5, 0] = True  # observed, but NaN in the file
+    with pytest.raises(ValueError, match="trajectory 2 has NaN or inf values where its mask says observed"):
+        ForecastRequest(str(_write_trajectories(tmp_path / "nan.h5", pde, sparse, unmarked))).setup("predict")
+    with pytest.raises(ValueError, match="initial states .* of trajectory 0 are not finite"):
+        ForecastRequest(str(tmp_path / "sparse.h5"), initial_states=3).setup("predict")
+    with pytest.raises(ValueError, match="leave num_states out"):
+        ForecastRequest(str(tmp_path / "sparse.h5"), num_states=9).setup("predict")
+    with pytest.raises(ValueError, match="members must be an integer >= 1"):
+        ForecastRequest(str(tmp_path / "sparse.h5"), members=0)
+    with pytest.raises(ValueError, match=r"trained on the P\|C split 2\|1 .*set `history: 1`"):
+        _module("amortised", window=3, history=2).on_load_checkpoint({"hyper_parameters": {"history": 1}})
 
 
 def test_kolmogorov_forecast_through_the_cli_takes_the_forcing_and_draws_snapshots(workdir):

@@ -12,6 +12,7 @@ from lightning.pytorch.callbacks import BasePredictionWriter
 from pdegen.callbacks.outputs import results_dir
 from pdegen.callbacks.provenance import provenance
 from pdegen.io import DatasetWriter, check_output
+from pdegen.pdes import PDE
 
 
 class SampleWriter(BasePredictionWriter):
@@ -20,10 +21,11 @@ class SampleWriter(BasePredictionWriter):
     ``(N, *grid)``, the PDE in the attributes, plus the module, its NFE and the checkpoint. It appears
     under its name only when complete, reads with ``pdegen.io.load_samples`` and can train a
     ``PDEDataModule(file=...)``. Under DDP the ranks' samples are gathered and rank 0 writes them in
-    sample-index order (duplicates from the sampler's padding dropped). An existing file at ``path`` is
-    refused when prediction starts, before any sampling, unless ``overwrite``.
+    sample-index order (duplicates from the sampler's padding dropped). Forecasts
+    (:class:`datamodules.ForecastRequest`) are written as trajectories of their own length, with the request.
+    An existing file at ``path`` is refused when prediction starts, before any sampling, unless ``overwrite``.
 
-        pdegen predict --config <training yaml> --ckpt_path last \\
+    pdegen predict --config <training yaml> --ckpt_path last \\
             --data datamodules.SampleRequest --data.num_samples 1000 \\
             --trainer.callbacks+=pdegen.callbacks.SampleWriter
     """
@@ -58,9 +60,20 @@ class SampleWriter(BasePredictionWriter):
         path = self._target(trainer)
         attrs = {"module": type(pl_module).__name__, "nfe": int(getattr(pl_module, "nfe", 0)), "kind": "generated",
                  "run": provenance(trainer)}
-        with DatasetWriter(path, pl_module.pde, len(samples), attrs=attrs, overwrite=self.overwrite) as writer:
+        request = getattr(trainer.datamodule, "provenance", None)
+        if request is not None:
+            attrs["request"] = request()
+        pde = _pde_of(pl_module.pde, samples)
+        with DatasetWriter(path, pde, len(samples), attrs=attrs, overwrite=self.overwrite) as writer:
             writer.write(0, samples.cpu())
         self.written = path
+
+
+def _pde_of(pde: PDE, samples: torch.Tensor) -> PDE:
+    """The PDE of ``samples``: ``pde``, or trajectories of it of another length (forecasts)."""
+    if tuple(samples.shape[1:]) != pde.sample_shape and "num_states" in pde.params():
+        return pde.replace(num_states=samples.shape[2])
+    return pde
 
 
 def _flatten(nested: Any) -> list:

@@ -385,13 +385,14 @@ class ConditionalDiffusion(GeneratorModule):
 
     def forecast(self, initial: Tensor, members: int = 1, num_states: int | None = None,
                  generator: torch.Generator | None = None, batch_size: int | None = None,
-                 observed: Tensor | None = None, mask: Tensor | None = None) -> Tensor:
+                 observed: Tensor | None = None, mask: Tensor | None = None, noise: Tensor | None = None) -> Tensor:
         """Forecasts ``(B, members, C, T, *space)`` in physical units from ``initial`` states ``(B, C, C₀, *space)``
-        (physical units, C₀ ≥ ``history``; T = ``num_states``, default the PDE's); the given states are kept
-        exactly. ``generator`` seeds the noise. Offline data assimilation: ``observed`` values (physical units)
-        where the bool ``mask`` holds, both ``(B, C, T, *space)``, steer every window by reconstruction guidance."""
+        (physical units, C₀ ≥ ``history``; T = ``num_states``, default the observations' or the PDE's); the given
+        states are kept exactly. ``generator`` seeds the noise, or ``noise`` ``(B·members, C, T, *space)``
+        (standard normal) is used. Offline data assimilation: ``observed`` values (physical units) where the bool ``mask`` holds, both
+        ``(B, C, T, *space)``, steer every window (:attr:`assimilation`)."""
         channels, states, *space = self.sample_shape
-        num_states = num_states or states
+        num_states = num_states or (states if observed is None else observed.shape[2])
         if initial.ndim != 3 + len(space) or initial.shape[1] != channels or list(initial.shape[3:]) != space:
             raise ValueError(f"initial states must be (B, {channels}, C0, {', '.join(map(str, space))}), got "
                              f"{tuple(initial.shape)}")
@@ -404,7 +405,7 @@ class ConditionalDiffusion(GeneratorModule):
             conditions += self._observations(observed, mask, (len(initial), channels, num_states, *space))
         conditions = tuple(c.repeat_interleave(members, dim=0) for c in conditions)
         trajectories = self.sample_with(self.rollout, len(conditions[0]), generator, batch_size,
-                                        conditions=conditions, shape=(channels, num_states, *space))
+                                        conditions=conditions, noise=noise, shape=(channels, num_states, *space))
         trajectories[:, :, :initial.shape[2]] = initial.to(trajectories).repeat_interleave(members, dim=0)
         return trajectories.reshape(len(initial), members, channels, num_states, *space)
 
@@ -427,6 +428,45 @@ class ConditionalDiffusion(GeneratorModule):
         initial = torch.stack([analysis[:, :, e - self.history:e] for e in ends], dim=1).flatten(0, 1)
         forecasts = self.forecast(initial, 1, self.history + lead, generator, batch_size)[:, 0, :, self.history:]
         return forecasts.reshape(len(analysis), len(ends), *forecasts.shape[1:]), ends
+
+    # ------------------------------------------------------------------ pdegen predict
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        super().on_load_checkpoint(checkpoint)
+        trained = checkpoint.get("hyper_parameters", {}).get("history", self.history)
+        if self.variant in ("amortised", "mse") and trained != self.history:
+            raise ValueError(f"this {self.variant} model was trained on the P|C split "
+                             f"{self.window - trained}|{trained} (history={trained}); it cannot forecast with "
+                             f"history={self.history}: set `history: {trained}`, or train a universal model "
+                             "(every split)")
+
+    def on_predict_start(self) -> None:
+        """A :class:`~datamodules.ForecastRequest`'s file must hold this model's family and grid (any length)."""
+        request = getattr(getattr(self.trainer, "datamodule", None), "file_pde", None)
+        if request is None:
+            return
+        if self.pde is None:
+            raise ValueError("forecasting needs a trained model: pass its checkpoint (--ckpt_path)")
+        held, given = self.pde.physics(), request.physics()
+        differs = {k: (held.get(k), v) for k, v in given.items() if k != "num_states" and held.get(k) != v}
+        if differs or held.keys() != given.keys():
+            raise ValueError(f"{self.trainer.datamodule.file} holds {request!r}, but this model was trained on "
+                             f"{self.pde!r}; they differ in {differs or 'family'} (the model's value first): "
+                             "forecast data of the family and grid the model was trained on")
+
+    def predict_step(self, batch: Tensor | dict[str, Tensor], batch_idx: int) -> Tensor:
+        """``pdegen predict``: for a :class:`~datamodules.ForecastRequest` batch, the forecasts ``(B, C, T, *space)``
+        (physical units) of its items, each from its initial states and observations, its noise seeded by the
+        request's seed and the item's index; else the generator's samples (unconditional trajectories)."""
+        if not isinstance(batch, dict):
+            return super().predict_step(batch, batch_idx)
+        trajectory, mask = batch["trajectory"], batch.get("mask")
+        given = int(batch["initial_states"][0]) if "initial_states" in batch else self.history
+        states = int(batch["num_states"][0]) if "num_states" in batch else trajectory.shape[2]
+        seed = getattr(self.trainer.datamodule, "seed", 0)
+        noise = self.indexed_noise(batch["index"].tolist(), seed, shape=(trajectory.shape[1], states,
+                                                                           *trajectory.shape[3:]))
+        return self.forecast(trajectory[:, :, :given], 1, states, mask=mask, noise=noise,
+                             observed=None if mask is None else batch["observed"])[:, 0]
 
     def _observations(self, observed: Tensor | None, mask: Tensor | None, shape: tuple[int, ...]) -> list[Tensor]:
         """Checked, normalised observations and their bool mask, both ``shape``."""

@@ -372,10 +372,10 @@ class GeneratorModule(FieldModule, metaclass=ABCMeta):
     def _latency_seed(self) -> torch.Generator:
         return torch.Generator(device=self.device).manual_seed(0)
 
-    def indexed_noise(self, indices: Sequence[int], seed: int = 0) -> Tensor:
-        """Standard-normal noise ``(len(indices), *sample_shape)``, each sample's drawn from (seed, its index)
-        alone: the same whatever the batch it falls in."""
-        return torch.stack([torch.randn(self.sample_shape, dtype=torch.float64,
+    def indexed_noise(self, indices: Sequence[int], seed: int = 0, shape: tuple[int, ...] | None = None) -> Tensor:
+        """Standard-normal noise ``(len(indices), *shape)`` (default ``sample_shape``), each sample's drawn from
+        (seed, its index) alone: the same whatever the batch it falls in."""
+        return torch.stack([torch.randn(shape or self.sample_shape, dtype=torch.float64,
                                         generator=seeded_generator("indexed noise", seed, int(i)))
                             for i in indices])
 
