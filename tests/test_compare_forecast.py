@@ -3,9 +3,11 @@ targets' verdicts and reuse."""
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 import json
 import re
+import sys
 from pathlib import Path
 
 import pytest
@@ -28,17 +30,19 @@ TINY = {
 def tool(monkeypatch):
     spec = importlib.util.spec_from_file_location("compare_forecast", TOOL)
     module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    monkeypatch.setattr(module, "CPU_SCALE", module.CPU_SCALE | TINY | {"assimilation": list(module.ASSIMILATION)})
+    monkeypatch.setitem(sys.modules, spec.name, module)  # dataclasses need it
+    spec.loader.exec_module(module)  # a fresh module: its families can be shrunk in place
+    module.FAMILIES["ks"] = dataclasses.replace(module.KS, cpu=module.KS.cpu | TINY
+                                                | {"assimilation": list(module.KS.assimilation)})
     return module
 
 
-def test_every_model_scheme_split_and_assimilation_then_reuse(tool, workdir, capsys, monkeypatch):
+def test_every_model_scheme_split_and_assimilation_then_reuse(tool, workdir, capsys):
     out = workdir / "compare"
     results = tool.main(["--out", str(out)])
     table = (out / "compare.md").read_text()
     header = next(line for line in table.splitlines() if line.startswith("| | "))
-    assert header.split(" | ")[1:-3] == list(tool.FORECASTS), "one column per model and scheme, in order"
+    assert header.split(" | ")[1:-3] == list(tool.KS.forecasts), "one column per model and scheme, in order"
     nfe = next(line for line in table.splitlines() if line.startswith("| network evaluations")).split(" | ")[1:-3]
     # 19 new states: MSE 3 windows of 8 at 1 NFE; guided Heun-3 (5 NFE) and Heun-2 (3 NFE) on 3 windows; AAO on
     # the 12 windows of 20 states
@@ -63,7 +67,7 @@ def test_every_model_scheme_split_and_assimilation_then_reuse(tool, workdir, cap
     assert trained["trainer"]["max_steps"] == 2 and trained["data"]["init_args"]["cache_dir"] == str(out / "data")
     guided = yaml.safe_load((configs / "forecast_joint_ar.yaml").read_text())["model"]["init_args"]
     assert guided["num_steps"] == 3 and "guided" not in guided
-    labels = [*tool.FORECASTS, *tool.SWEEP_MODELS, *tool.ASSIMILATION]
+    labels = [*tool.KS.forecasts, *tool.KS.sweep_models, *tool.KS.assimilation]
     assert len({tool.slug(label) for label in set(labels)}) == len(set(labels)), "one run folder per column"
     assert (out / "forecast/universal_c_per_batch/report/forecast_scores.json").is_file()
     architecture = yaml.safe_load((configs / "assimilation_p0.01_architecture_only_observations_as_input.yaml")
@@ -78,10 +82,29 @@ def test_every_model_scheme_split_and_assimilation_then_reuse(tool, workdir, cap
     tool.main(["--out", str(out)])
     assert checkpoint.stat().st_mtime_ns == stamp, "finished stages are reused"
     assert "## Targets" in capsys.readouterr().out
-    monkeypatch.setitem(tool.CPU_SCALE, "eval", TINY["eval"] | {"num_steps": 3})
+    tool.FAMILIES["ks"].cpu["eval"] = TINY["eval"] | {"num_steps": 3}
     rerun = tool.main(["--out", str(out)])
     assert checkpoint.stat().st_mtime_ns == stamp, "a test-time change retrains nothing"
     assert rerun["forecast"]["universal"]["nfe_per_trajectory"] == 3 * 5, "a changed config reruns its test"
+
+
+def test_kolmogorov_forecasting_and_assimilation(tool, workdir):
+    """The 2-D family: MSE, joint AR and universal forecasts, then the hybrid assimilation, no P|C sweep."""
+    tiny = TINY | {"pde": {"resolution": 16, "sim_resolution": 64, "burn_in": 0.4, "num_states": 9},
+                   "test_states": 9, "splits": [], "rates": [1e-1], "assimilation": ["hybrid (universal + guidance)"]}
+    tool.FAMILIES["kolmogorov"] = dataclasses.replace(tool.KOLMOGOROV, cpu=tool.KOLMOGOROV.cpu | tiny)
+    out = workdir / "compare_kolmogorov"
+    results = tool.main(["--family", "kolmogorov", "--out", str(out)])
+    table = (out / "compare.md").read_text()
+    assert table.startswith("# Conditional diffusion on Kolmogorov flow (cpu scale)") and "P|C sweep" not in table
+    assert results["forecast"]["MSE"]["members"] == 1 and results["forecast"]["universal"]["members"] == 2
+    # 8 new states, 4 a window: MSE 1 NFE a window, guided Heun-3 5 NFE, Heun-2 3 NFE
+    assert [results["forecast"][m]["nfe_per_trajectory"] for m in tool.KOLMOGOROV.forecasts] == [2, 10, 6]
+    assert list(results["assimilation"][1e-1]) == ["hybrid (universal + guidance)"]
+    assert "universal reaches the MSE forecaster's" in table and "AR beats AAO" not in table
+    mse = yaml.safe_load((out / "configs" / "models_mse.yaml").read_text())["model"]["init_args"]
+    assert mse["variant"] == "mse" and mse["net"]["init_args"]["cond_channels"] == 11  # (C + 1)·5 + the forcing
+    assert (out / "compare.png").stat().st_size > 10_000
 
 
 def test_the_targets_verdicts(tool):
@@ -91,8 +114,8 @@ def test_the_targets_verdicts(tool):
     results = {"forecast": {"MSE": scores(5), "universal": scores(6), "joint AR": scores(4), "joint AAO": scores(2)},
                "splits": {1: {"universal": scores(6), "amortised": scores(5), "universal (C per batch)": scores(5)},
                           3: {"universal": scores(6), "amortised": scores(7), "universal (C per batch)": scores(5)}},
-               "assimilation": {0.1: {name: scores(0, 1.0) for name in tool.ASSIMILATION},
-                                0.01: {name: scores(0, r) for name, r in zip(tool.ASSIMILATION, (0.5, 0.6, 0.7))}}}
+               "assimilation": {0.1: {name: scores(0, 1.0) for name in tool.KS.assimilation},
+                                0.01: {name: scores(0, r) for name, r in zip(tool.KS.assimilation, (0.5, 0.6, 0.7))}}}
     lines = "\n".join(tool.targets(results))
     assert "universal reaches the MSE forecaster's high-correlation time: 6 against 5: **met**" in lines
     assert "joint AR reaches the MSE forecaster's high-correlation time: 4 against 5: **missed**" in lines

@@ -1,17 +1,19 @@
-"""Conditional diffusion on Kuramoto–Sivashinsky: every model × sampling scheme, the P|C sweep and the data
-assimilation sweep, on one data set and one set of test trajectories (Shysheya et al. 2024's comparison).
+"""Conditional diffusion on Kuramoto–Sivashinsky (and Kolmogorov flow): every model × sampling scheme, the P|C
+sweep and the data assimilation sweep, on one data set and one set of test trajectories (Shysheya et al. 2024's
+comparison).
 
     python tools/compare_forecast.py --scale cpu      # on 2 CPU cores (about 1 h, measured beside other work)
     python tools/compare_forecast.py --scale gpu      # the lightning_configs/conditional configs as committed
+    python tools/compare_forecast.py --family kolmogorov --scale cpu   # 32² vorticity (:data:`KOLMOGOROV`)
 
-With ``pdegen fit`` / ``pdegen test`` (``pdegen.cli.main``) on ``lightning_configs/conditional/ks*.yaml``:
+With ``pdegen fit`` / ``pdegen test`` (``pdegen.cli.main``) on ``lightning_configs/conditional/<family>*.yaml``:
 
-1. train, on the same data with the same backbone and number of optimiser steps (:data:`MODELS`): the MSE
-   forecaster, the joint model, the universal amortised model (C drawn per sample; per batch, the reference code's
-   choice; and per sample with sparse observations in its input, for architecture-only assimilation) and one plain
-   amortised model per P|C split of the sweep;
-2. forecast the test trajectories from their first state with every model and scheme (:data:`FORECASTS`; the
-   guided samplers with ``guided_steps``: fewer diverge), then from their first C states for each split of the sweep
+1. train, on the same data with the same backbone and number of optimiser steps (the family's ``models``): the
+   MSE forecaster, the joint model, the universal amortised model (C drawn per sample; per batch, the reference
+   code's choice; and per sample with sparse observations in its input, for architecture-only assimilation) and one
+   plain amortised model per P|C split of the sweep;
+2. forecast the test trajectories from their first state with every model and scheme (``forecasts``; the guided
+   samplers with ``guided_steps``: fewer diverge), then from their first C states for each split of the sweep
    (universal, per-batch universal, amortised), then assimilate a Bernoulli(p) space–time mask of observations for
    each p of the sweep: the hybrid (universal + reconstruction guidance), architecture-only (observations in the
    network input) and the joint model guided on both;
@@ -19,18 +21,20 @@ With ``pdegen fit`` / ``pdegen test`` (``pdegen.cli.main``) on ``lightning_confi
    and seconds per trajectory into ``compare.md``, ``compare.json`` and ``compare.png`` in ``--out``, with the
    issue's targets checked under the tables.
 
-``--scale cpu`` shrinks the configs by :data:`CPU_SCALE` (L = 64 on 128 points, Δx = 0.5 and Δt = 0.2; 256
-training trajectories; a base-32 U-Net; batches of 32 and the same number of steps for every model; 16 test
-trajectories of 160 states). The configs actually run are written to ``<out>/configs/`` (reproducible with pdegen
-alone); each run's ``report/`` holds its scores and figures (``forecast.png``: space–time, ``correlation.png``).
-A stage is reused when its output exists and its config is unchanged (``--force`` redoes every stage); a retrained
-model's test runs are redone.
+``--scale cpu`` shrinks the configs by the family's ``cpu`` settings (KS: L = 64 on 128 points, Δx = 0.5 and Δt =
+0.2; 256 training trajectories; a base-32 U-Net; batches of 32 and the same number of steps for every model; 16
+test trajectories of 160 states. Kolmogorov: 32² vorticity from a 128² simulation, 128 training trajectories of 32
+states, 16 test trajectories of 48; MSE, joint AR and universal, and the hybrid assimilation, no P|C sweep). The
+configs actually run are written to ``<out>/configs/`` (reproducible with pdegen alone); each run's ``report/``
+holds its scores and figures. A stage is reused when its output exists and its config is unchanged (``--force``
+redoes every stage); a retrained model's test runs are redone.
 """
 from __future__ import annotations
 
 import argparse
 import json
 import math
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -39,46 +43,90 @@ import yaml
 from pdegen.io import read_config, write_text_atomic
 
 ROOT = Path(__file__).resolve().parents[1]
-MODELS: dict[str, tuple[str, dict[str, Any]]] = {  # run -> (config under lightning_configs/conditional, model args)
-    "mse": ("ks_mse", {}),
-    "joint": ("ks_joint", {}),
-    "universal": ("ks", {}),
-    "universal_batch": ("ks", {"history_draw": "batch"}),
-    "universal_obs": ("ks", {"observation_training": True}),
-}
-"""The models every comparison trains; ``amortised_C<c>`` (config ``ks_amortised``, ``history: c``) is added per
-split of the P|C sweep."""
 GUIDED = "guided"
 """Marks the runs that sample with reconstruction guidance (their ``num_steps`` is the scale's ``guided_steps``)."""
-FORECASTS: dict[str, tuple[str, dict[str, Any]]] = {  # column -> (model, test-time args)
-    "MSE": ("mse", {}),
-    "joint AR": ("joint", {GUIDED: True}),
-    "joint AAO": ("joint", {GUIDED: True, "scheme": "aao", "ensemble_size": 1}),  # one member: the costliest
-    "amortised": ("amortised_C1", {}),
-    "universal": ("universal", {}),
-    "universal (C per batch)": ("universal_batch", {}),
-}
-SWEEP_MODELS = {"universal": "universal", "universal (C per batch)": "universal_batch", "amortised": "amortised_C{c}"}
-ASSIMILATION: dict[str, tuple[str, dict[str, Any]]] = {
-    "hybrid (universal + guidance)": ("universal", {GUIDED: True}),
-    "architecture-only (observations as input)": ("universal_obs", {"assimilation": "input"}),
-    "joint AR (guided on both)": ("joint", {GUIDED: True}),
-}
-CPU_SCALE: dict[str, Any] = {
-    "accelerator": "cpu",
-    "pde": {"length": 64.0, "resolution": 128},
-    "data": {"num_samples": 256, "batch_size": 32, "eval_batch_size": 16, "num_workers": 0,
-             "test_num_samples": 16},
-    "test_states": 160,
-    "net": {"base_channels": 32, "channel_mults": [1, 2, 2], "num_res_blocks": 1},
-    "train": {"max_steps": 1200, "lr": 1e-3, "ema_decay": 0.99},
-    "eval": {"ensemble_size": 2, "num_steps": 16, "guided_steps": 32, "sample_batch_size": 64},
-    "splits": [1, 3, 6],
-    "rates": [1e-1, 1e-2, 1e-3],
-    "assimilation": list(ASSIMILATION)[:2],  # the target's pair; the guided joint model costs the most
-}
-GPU_SCALE: dict[str, Any] = {"eval": {"guided_steps": 64}, "splits": [1, 3, 6], "rates": [1.0, 1e-1, 1e-2, 1e-3],
-                             "assimilation": list(ASSIMILATION)}
+
+
+@dataclass(frozen=True)
+class Family:
+    """One family's comparison: its models (run -> (config under lightning_configs/conditional, model args)), the
+    forecasting columns, the P|C sweep's models (``amortised_C<c>``: config ``amortised`` with ``history: c``), the
+    assimilation methods (column -> (model, test-time args)) and the settings of each scale."""
+
+    title: str
+    models: dict[str, tuple[str, dict[str, Any]]]
+    forecasts: dict[str, tuple[str, dict[str, Any]]]
+    sweep_models: dict[str, str]
+    assimilation: dict[str, tuple[str, dict[str, Any]]]
+    amortised: str
+    cpu: dict[str, Any]
+    gpu: dict[str, Any]
+
+
+KS = Family(
+    title="Kuramoto–Sivashinsky",
+    models={"mse": ("ks_mse", {}), "joint": ("ks_joint", {}), "universal": ("ks", {}),
+            "universal_batch": ("ks", {"history_draw": "batch"}),
+            "universal_obs": ("ks", {"observation_training": True})},
+    forecasts={
+        "MSE": ("mse", {}),
+        "joint AR": ("joint", {GUIDED: True}),
+        "joint AAO": ("joint", {GUIDED: True, "scheme": "aao", "ensemble_size": 1}),  # one member: the costliest
+        "amortised": ("amortised_C1", {}),
+        "universal": ("universal", {}),
+        "universal (C per batch)": ("universal_batch", {}),
+    },
+    sweep_models={"universal": "universal", "universal (C per batch)": "universal_batch",
+                  "amortised": "amortised_C{c}"},
+    assimilation={
+        "hybrid (universal + guidance)": ("universal", {GUIDED: True}),
+        "architecture-only (observations as input)": ("universal_obs", {"assimilation": "input"}),
+        "joint AR (guided on both)": ("joint", {GUIDED: True}),
+    },
+    amortised="ks_amortised",
+    cpu={
+        "accelerator": "cpu",
+        "pde": {"length": 64.0, "resolution": 128},
+        "data": {"num_samples": 256, "batch_size": 32, "eval_batch_size": 16, "num_workers": 0,
+                 "test_num_samples": 16},
+        "test_states": 160,
+        "net": {"base_channels": 32, "channel_mults": [1, 2, 2], "num_res_blocks": 1},
+        "train": {"max_steps": 1200, "lr": 1e-3, "ema_decay": 0.99},
+        "eval": {"ensemble_size": 2, "num_steps": 16, "guided_steps": 32, "sample_batch_size": 64},
+        "splits": [1, 3, 6],
+        "rates": [1e-1, 1e-2, 1e-3],
+        "assimilation": ["hybrid (universal + guidance)", "architecture-only (observations as input)"],
+    },
+    gpu={"eval": {"guided_steps": 64}, "splits": [1, 3, 6], "rates": [1.0, 1e-1, 1e-2, 1e-3],
+         "assimilation": ["hybrid (universal + guidance)", "architecture-only (observations as input)",
+                          "joint AR (guided on both)"]},
+)
+KOLMOGOROV = Family(
+    title="Kolmogorov flow",
+    models={"mse": ("kolmogorov", {"variant": "mse"}), "joint": ("kolmogorov_joint", {}),
+            "universal": ("kolmogorov", {})},
+    forecasts={"MSE": ("mse", {}), "joint AR": ("joint", {GUIDED: True}), "universal": ("universal", {})},
+    sweep_models={},
+    assimilation={"hybrid (universal + guidance)": ("universal", {GUIDED: True}),
+                  "joint AR (guided on both)": ("joint", {GUIDED: True})},
+    amortised="kolmogorov",
+    cpu={
+        "accelerator": "cpu",
+        "pde": {"resolution": 32, "sim_resolution": 128, "num_states": 32},
+        "data": {"num_samples": 128, "batch_size": 32, "eval_batch_size": 16, "num_workers": 0,
+                 "test_num_samples": 16},
+        "test_states": 48,
+        "net": {"base_channels": 32, "channel_mults": [1, 2], "num_res_blocks": 1},
+        "train": {"max_steps": 1200, "lr": 1e-3, "ema_decay": 0.99},
+        "eval": {"ensemble_size": 2, "num_steps": 16, "guided_steps": 32, "sample_batch_size": 32},
+        "splits": [],
+        "rates": [1e-1, 1e-2],
+        "assimilation": ["hybrid (universal + guidance)"],
+    },
+    gpu={"eval": {"guided_steps": 64}, "splits": [], "rates": [1e-1, 1e-2, 1e-3],
+         "assimilation": ["hybrid (universal + guidance)", "joint AR (guided on both)"]},
+)
+FAMILIES = {"ks": KS, "kolmogorov": KOLMOGOROV}
 SPARSE = 1e-2
 """The assimilation target compares hybrid and architecture-only at every p ≤ this."""
 
@@ -87,20 +135,22 @@ SPARSE = 1e-2
 class Comparison:
     """The trained models and test runs under ``out``."""
 
-    def __init__(self, scale: str, out: Path, force: bool) -> None:
-        self.scale, self.root, self.force = scale, out, force
-        self.settings = CPU_SCALE if scale == "cpu" else GPU_SCALE
+    def __init__(self, family: Family, scale: str, out: Path, force: bool) -> None:
+        self.family, self.scale, self.root, self.force = family, scale, out, force
+        self.settings = family.cpu if scale == "cpu" else family.gpu
         self.retrained: set[str] = set()
 
     def config(self, model: str, run: str, **model_args: Any) -> dict:
         """The config of ``model`` for run ``run`` (its outputs under ``out/run``), scaled, ``model_args`` set."""
-        stem, args = MODELS[model] if model in MODELS else ("ks_amortised", {"history": int(model.split("C")[1])})
+        models = self.family.models
+        stem, args = models[model] if model in models else (self.family.amortised,
+                                                            {"history": int(model.split("C")[1])})
         config = read_config(ROOT / "lightning_configs" / "conditional" / f"{stem}.yaml")
         config["trainer"]["default_root_dir"] = str(self.root / run)
         data, init = config["data"]["init_args"], config["model"]["init_args"]
         data["cache_dir"] = str(self.root / "data")  # one data set for every run
         if self.scale == "cpu":
-            s = CPU_SCALE
+            s = self.settings
             config["trainer"].update(accelerator=s["accelerator"], max_epochs=-1, max_steps=s["train"]["max_steps"],
                                      log_every_n_steps=20)
             data.update(s["data"])
@@ -113,10 +163,10 @@ class Comparison:
                 if callback["class_path"].endswith("EMAWeightAveraging"):
                     callback["init_args"]["decay"] = s["train"]["ema_decay"]
             init.update({k: v for k, v in s["eval"].items() if k != "guided_steps"})
+        init.update(args)
         if init.get("variant") == "mse":
             init.pop("num_steps", None)
             init["ensemble_size"] = 1  # deterministic
-        init.update(args)
         if model_args.pop(GUIDED, False):
             model_args["num_steps"] = self.settings["eval"]["guided_steps"]
         init.update(model_args)
@@ -167,16 +217,18 @@ class Comparison:
 
     def run(self) -> dict[str, Any]:
         splits, rates = self.settings["splits"], self.settings["rates"]
-        results: dict[str, Any] = {"scale": self.scale, "forecast": {}, "splits": {}, "assimilation": {}}
-        for label, (model, args) in FORECASTS.items():
+        family = self.family
+        results: dict[str, Any] = {"family": family.title, "scale": self.scale, "forecast": {}, "splits": {},
+                                   "assimilation": {}}
+        for label, (model, args) in family.forecasts.items():
             results["forecast"][label] = self.test(model, f"forecast/{slug(label)}", **args)
         for c in splits:
             results["splits"][c] = {label: self.test(model.format(c=c), f"splits/C{c}/{slug(label)}", history=c)
-                                    for label, model in SWEEP_MODELS.items()}
+                                    for label, model in family.sweep_models.items()}
         for p in rates:
             results["assimilation"][p] = {
-                label: self.test(*ASSIMILATION[label][:1], f"assimilation/p{p:g}/{slug(label)}",
-                                 observation_probability=p, **ASSIMILATION[label][1])
+                label: self.test(family.assimilation[label][0], f"assimilation/p{p:g}/{slug(label)}",
+                                 observation_probability=p, **family.assimilation[label][1])
                 for label in self.settings["assimilation"]}
         return results
 
@@ -227,27 +279,29 @@ def forecast_table(forecast: dict[str, dict]) -> list[str]:
 def markdown(results: dict[str, Any]) -> str:
     forecast, splits, assimilation = results["forecast"], results["splits"], results["assimilation"]
     first = next(iter(forecast.values()))
-    lines = [f"# Conditional diffusion on Kuramoto–Sivashinsky ({results['scale']} scale)", "",
+    lines = [f"# Conditional diffusion on {results['family']} ({results['scale']} scale)", "",
              f"{first['trajectories']} test trajectories of {len(first['correlation_curve'])} states (Δt = "
              f"{first['dt']:g}), the same for every column. Times are lead times (model time units). "
              "High-correlation time: the lead time until the per-state Pearson correlation with the truth first "
              "falls to 0.8, per trajectory then averaged (PDE-Refiner's convention) or on the averaged curve "
              "(Shysheya et al.'s). RMSD, CRPS and the spectrum error are means over the forecast states; the "
-             "residual is the KS residual of the forecasts in physical units, next to the data's own. Each run's "
-             "config is in `configs/`, its figures (`forecast.png`: space–time, `correlation.png`) in its "
-             "`report/`.", "", f"## Forecasting from the first state (P|C = {first['window'] - 1}|1)", "",
-             *forecast_table(forecast), ""]
-    methods = list(SWEEP_MODELS)
-    lines += ["## P|C sweep: forecasting from the first C states", "",
-              "High-correlation time per trajectory (RMSD in brackets); universal and per-batch universal are one "
-              "network each for every split, amortised is trained per split.", "",
-              "| P\\|C | " + " | ".join(methods) + " |", "|---|" + "---|" * len(methods)]
-    for c, runs in splits.items():
-        window = runs[methods[0]]["window"]
-        lines.append(f"| {window - int(c)}\\|{c} | " + " | ".join(
-            f"{fmt(runs[m]['high_correlation_time'])} ({fmt(runs[m]['rmsd'])})" for m in methods) + " |")
+             "residual is the PDE's residual of the forecasts in physical units, next to the data's own. Each run's "
+             "config is in `configs/`, its figures (`forecast.png`: space–time in 1-D, snapshots in 2-D; "
+             "`correlation.png`) in its `report/`.", "",
+             f"## Forecasting from the first state (P|C = {first['window'] - 1}|1)", "", *forecast_table(forecast), ""]
+    methods = list(next(iter(splits.values()), {}))
+    if splits:
+        lines += ["## P|C sweep: forecasting from the first C states", "",
+                  "High-correlation time per trajectory (RMSD in brackets); universal and per-batch universal are "
+                  "one network each for every split, amortised is trained per split.", "",
+                  "| P\\|C | " + " | ".join(methods) + " |", "|---|" + "---|" * len(methods)]
+        for c, runs in splits.items():
+            window = runs[methods[0]]["window"]
+            lines.append(f"| {window - int(c)}\\|{c} | " + " | ".join(
+                f"{fmt(runs[m]['high_correlation_time'])} ({fmt(runs[m]['rmsd'])})" for m in methods) + " |")
+        lines.append("")
     methods = list(next(iter(assimilation.values()), {}))
-    lines += ["", "## Offline data assimilation: Bernoulli(p) observations over space–time, from the first state", "",
+    lines += ["## Offline data assimilation: Bernoulli(p) observations over space–time, from the first state", "",
               "RMSD over the assimilated states (CRPS in brackets); the same mask for every method.", "",
               "| p | " + " | ".join(methods) + " |", "|---|" + "---|" * len(methods)]
     for p, runs in assimilation.items():
@@ -258,7 +312,7 @@ def markdown(results: dict[str, Any]) -> str:
 
 
 def targets(results: dict[str, Any]) -> list[str]:
-    """The issue's KS targets, each stated with its numbers and verdict."""
+    """The issue's targets that the results' columns allow, each stated with its numbers and verdict."""
     forecast, splits, assimilation = results["forecast"], results["splits"], results["assimilation"]
 
     def hct(scores: dict) -> float:
@@ -272,18 +326,21 @@ def targets(results: dict[str, Any]) -> list[str]:
     for label in ("universal", "joint AR"):
         lines.append(f"- {label} reaches the MSE forecaster's high-correlation time: {fmt(hct(forecast[label]))} "
                      f"against {fmt(mse)}: {verdict(hct(forecast[label]) >= mse)}")
-    ar, aao = hct(forecast["joint AR"]), hct(forecast["joint AAO"])
-    lines.append(f"- AR beats AAO (joint model): {fmt(ar)} against {fmt(aao)}: {verdict(ar > aao)}")
-    pairs = [(c, hct(runs["universal"]), hct(runs["amortised"])) for c, runs in splits.items()]
-    lines.append("- universal ≥ amortised at every P|C: " + ", ".join(
-        f"C = {c}: {fmt(u)} against {fmt(a)}" for c, u, a in pairs) + f": {verdict(all(u >= a for _, u, a in pairs))}")
-    batch = [(c, hct(runs["universal"]), hct(runs["universal (C per batch)"])) for c, runs in splits.items()]
-    better = "per sample" if sum(s - b for _, s, b in batch) >= 0 else "per batch"
-    lines.append(f"- C drawn per sample or per batch (not a target): {better} is better on the mean over splits ("
-                 + ", ".join(f"C = {c}: {fmt(s)} against {fmt(b)}" for c, s, b in batch) + ")")
-    sparse = [(p, runs) for p, runs in assimilation.items() if float(p) <= SPARSE]
+    if "joint AAO" in forecast:
+        ar, aao = hct(forecast["joint AR"]), hct(forecast["joint AAO"])
+        lines.append(f"- AR beats AAO (joint model): {fmt(ar)} against {fmt(aao)}: {verdict(ar > aao)}")
+    if splits:
+        pairs = [(c, hct(runs["universal"]), hct(runs["amortised"])) for c, runs in splits.items()]
+        lines.append("- universal ≥ amortised at every P|C: " + ", ".join(
+            f"C = {c}: {fmt(u)} against {fmt(a)}" for c, u, a in pairs)
+            + f": {verdict(all(u >= a for _, u, a in pairs))}")
+        batch = [(c, hct(runs["universal"]), hct(runs["universal (C per batch)"])) for c, runs in splits.items()]
+        better = "per sample" if sum(s - b for _, s, b in batch) >= 0 else "per batch"
+        lines.append(f"- C drawn per sample or per batch (not a target): {better} is better on the mean over splits ("
+                     + ", ".join(f"C = {c}: {fmt(s)} against {fmt(b)}" for c, s, b in batch) + ")")
+    hybrid, architecture = "hybrid (universal + guidance)", "architecture-only (observations as input)"
+    sparse = [(p, runs) for p, runs in assimilation.items() if float(p) <= SPARSE and architecture in runs]
     if sparse:
-        hybrid, architecture = list(ASSIMILATION)[:2]
         pairs = [(p, runs[hybrid]["rmsd"], runs[architecture]["rmsd"]) for p, runs in sparse]
         lines.append(f"- in sparse assimilation (p ≤ {SPARSE:g}) the hybrid beats architecture-only (RMSD): "
                      + ", ".join(f"p = {float(p):g}: {fmt(h)} against {fmt(a)}" for p, h, a in pairs)
@@ -292,40 +349,43 @@ def targets(results: dict[str, Any]) -> list[str]:
 
 
 def figure(results: dict[str, Any], path: Path) -> None:
-    """Correlation against lead time for every forecasting method (left), the P|C sweep (middle) and the
-    assimilation sweep (right)."""
+    """Correlation against lead time for every forecasting method, the P|C sweep (where run) and the assimilation
+    sweep."""
     import matplotlib.pyplot as plt
 
     from pdegen.plotting import correlation_figure, save_figure
 
-    forecast = results["forecast"]
+    forecast, splits, rates = results["forecast"], list(results["splits"]), list(results["assimilation"])
     first = next(iter(forecast.values()))
-    fig, axes = plt.subplots(1, 3, figsize=(15, 4), constrained_layout=True)
+    fig, axes = plt.subplots(1, 3 if splits else 2, figsize=(15 if splits else 10, 4), constrained_layout=True)
     curves = {label: scores["correlation_curve"] for label, scores in forecast.items()}
     correlation_figure(curves | {"persistence": first["persistence_correlation_curve"]}, first["dt"], ax=axes[0])
     axes[0].set_title("forecasting from the first state")
-    splits = list(results["splits"])
-    for label in SWEEP_MODELS:
-        axes[1].plot(splits, [results["splits"][c][label]["high_correlation_time"] for c in splits], "o-", label=label)
-    axes[1].set(xlabel="C (given states)", ylabel="high-correlation time", title="P|C sweep")
-    axes[1].legend(fontsize=7)
-    rates = list(results["assimilation"])
+    if splits:
+        for label in results["splits"][splits[0]]:
+            axes[1].plot(splits, [results["splits"][c][label]["high_correlation_time"] for c in splits], "o-",
+                         label=label)
+        axes[1].set(xlabel="C (given states)", ylabel="high-correlation time", title="P|C sweep")
+        axes[1].legend(fontsize=7)
     for label in results["assimilation"][rates[0]] if rates else ():
-        axes[2].plot([float(p) for p in rates], [results["assimilation"][p][label]["rmsd"] for p in rates], "o-",
-                     label=label)
-    axes[2].set(xscale="log", xlabel="observed fraction p", ylabel="RMSD", title="offline data assimilation")
-    axes[2].legend(fontsize=7)
+        axes[-1].plot([float(p) for p in rates], [results["assimilation"][p][label]["rmsd"] for p in rates], "o-",
+                      label=label)
+    axes[-1].set(xscale="log", xlabel="observed fraction p", ylabel="RMSD", title="offline data assimilation")
+    axes[-1].legend(fontsize=7)
     save_figure(fig, path)
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--family", choices=tuple(FAMILIES), default="ks")
     parser.add_argument("--scale", choices=("cpu", "gpu"), default="cpu")
-    parser.add_argument("--out", type=Path, default=None, help="default: runs/compare_forecast_<scale>")
+    parser.add_argument("--out", type=Path, default=None,
+                        help="default: runs/compare_forecast_<scale> (ks), runs/compare_forecast_<family>_<scale>")
     parser.add_argument("--force", action="store_true", help="retrain and retest even where outputs exist")
     args = parser.parse_args(argv)
-    out = args.out or Path(f"runs/compare_forecast_{args.scale}")
-    results = Comparison(args.scale, out, args.force).run()
+    name = "" if args.family == "ks" else f"{args.family}_"
+    out = args.out or Path(f"runs/compare_forecast_{name}{args.scale}")
+    results = Comparison(FAMILIES[args.family], args.scale, out, args.force).run()
     write_text_atomic(out / "compare.md", markdown(results))
     write_text_atomic(out / "compare.json", json.dumps(results, indent=1))
     figure(results, out / "compare.png")

@@ -389,8 +389,8 @@ class ConditionalDiffusion(GeneratorModule):
         """Forecasts ``(B, members, C, T, *space)`` in physical units from ``initial`` states ``(B, C, C₀, *space)``
         (physical units, C₀ ≥ ``history``; T = ``num_states``, default the observations' or the PDE's); the given
         states are kept exactly. ``generator`` seeds the noise, or ``noise`` ``(B·members, C, T, *space)``
-        (standard normal) is used. Offline data assimilation: ``observed`` values (physical units) where the bool ``mask`` holds, both
-        ``(B, C, T, *space)``, steer every window (:attr:`assimilation`)."""
+        (standard normal) is used. Offline data assimilation: ``observed`` values (physical units) where the bool
+        ``mask`` holds, both ``(B, C, T, *space)``, steer every window (:attr:`assimilation`)."""
         channels, states, *space = self.sample_shape
         num_states = num_states or (states if observed is None else observed.shape[2])
         if initial.ndim != 3 + len(space) or initial.shape[1] != channels or list(initial.shape[3:]) != space:
