@@ -4,16 +4,12 @@ targets' verdicts and reuse."""
 from __future__ import annotations
 
 import dataclasses
-import importlib.util
 import json
 import re
-import sys
-from pathlib import Path
 
 import pytest
 import yaml
 
-TOOL = Path(__file__).resolve().parents[1] / "tools" / "compare_forecast.py"
 TINY = {
     "pde": {"length": 16.0, "resolution": 16, "burn_in": 4.0, "num_states": 20, "ic_modes": 2},
     "data": {"num_samples": 8, "batch_size": 8, "eval_batch_size": 2, "num_workers": 0, "test_num_samples": 2},
@@ -27,11 +23,8 @@ TINY = {
 
 
 @pytest.fixture
-def tool(monkeypatch):
-    spec = importlib.util.spec_from_file_location("compare_forecast", TOOL)
-    module = importlib.util.module_from_spec(spec)
-    monkeypatch.setitem(sys.modules, spec.name, module)  # dataclasses need it
-    spec.loader.exec_module(module)  # a fresh module: its families can be shrunk in place
+def tool(load_tool):
+    module = load_tool("compare_forecast")
     module.FAMILIES["ks"] = dataclasses.replace(module.KS, cpu=module.KS.cpu | TINY
                                                 | {"assimilation": list(module.KS.assimilation)})
     return module

@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import re
-from pathlib import Path
 
 import pytest
 import yaml
 
-TOOL = Path(__file__).resolve().parents[1] / "tools" / "compare_piddm.py"
 TINY = {
     "pde": {"darcy": {"resolution": 24}},  # 576 points: room for 500 reconstruction points
     "data": {"num_samples": 40, "batch_size": 8, "num_workers": 0},
@@ -27,10 +24,8 @@ TINY = {
 
 
 @pytest.fixture
-def tool(monkeypatch):
-    spec = importlib.util.spec_from_file_location("compare_piddm", TOOL)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+def tool(monkeypatch, load_tool):
+    module = load_tool("compare_piddm")
     monkeypatch.setattr(module, "CPU_SCALE", module.CPU_SCALE | TINY)
     return module
 

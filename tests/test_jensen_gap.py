@@ -3,19 +3,14 @@
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import math
 import re
-import sys
-from pathlib import Path
 
 import pytest
 import torch
 
 from pdegen.diffusion import GaussianMixtureDenoiser
-
-TOOL = Path(__file__).resolve().parents[1] / "tools" / "jensen_gap.py"
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -28,13 +23,8 @@ def one_thread():
 
 
 @pytest.fixture(scope="module")
-def jg():
-    spec = importlib.util.spec_from_file_location("jensen_gap", TOOL)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["jensen_gap"] = module  # dataclasses look their module up
-    spec.loader.exec_module(module)
-    yield module
-    sys.modules.pop("jensen_gap", None)
+def jg(load_tool):
+    return load_tool("jensen_gap")
 
 
 def mixture_2d() -> GaussianMixtureDenoiser:

@@ -230,13 +230,11 @@ def test_latency_callback_rejects_bad_settings_and_modules_without_targets():
         LatencyCallback(repeats=1).measure(L.LightningModule())
 
 
-def test_bench_latency_tool_times_teacher_and_student_and_reports_their_errors(workdir):
+def test_bench_latency_tool_times_teacher_and_student_and_reports_their_errors(workdir, load_tool):
     save_teacher("black_scholes")
     main(["fit", "--config", str(KDPINN_CONFIGS / "black_scholes_student.yaml"), *TINY_RUN,
           FEW_DISTILLATION_POINTS])
-    spec = importlib.util.spec_from_file_location("bench_latency", ROOT / "tools/bench_latency.py")
-    tool = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(tool)
+    tool = load_tool("bench_latency")
     backends = ["eager", "torchscript"] + (["onnx"] if importlib.util.find_spec("onnxruntime") else [])
     results = tool.main(["--repeats", "2", "--warmup", "0", "--batch-sizes", "1", "100", "--threads", "1",
                          "--backends", *backends, "--out", "latency"])
@@ -297,10 +295,8 @@ def test_checkpoints_load_weights_only_and_an_untrusted_pickle_is_refused_loudly
     assert isinstance(load_pinn(workdir / "untrusted.ckpt"), PINN)
 
 
-def test_kdpinn_benchmark_trains_both_stages_through_the_cli_then_reuses_them(tmp_path):
-    spec = importlib.util.spec_from_file_location("kdpinn_benchmark", ROOT / "tools/kdpinn_benchmark.py")
-    tool = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(tool)
+def test_kdpinn_benchmark_trains_both_stages_through_the_cli_then_reuses_them(tmp_path, load_tool):
+    tool = load_tool("kdpinn_benchmark")
     out = tmp_path / "bench"
     argv = ["--problems", "black_scholes", "--out", str(out), "--repeats", "2", "--warmup", "0", "--jobs", "1",
             "--", *TINY_RUN]

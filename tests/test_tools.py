@@ -7,7 +7,6 @@ test_evaluation_scale.py.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import math
 import re
@@ -41,15 +40,6 @@ IMPORT_ONLY = {  # the PDE's size is fixed in these tools: even one sample takes
 }
 
 
-def load_tool(name: str, monkeypatch) -> object:
-    """``tools/<name>.py`` as a module (registered in sys.modules while the test runs: dataclasses need it)."""
-    spec = importlib.util.spec_from_file_location(f"tools_{name}", TOOLS / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    monkeypatch.setitem(sys.modules, spec.name, module)
-    spec.loader.exec_module(module)
-    return module
-
-
 def table_rows(text: str) -> list[list[str]]:
     """The cells of every markdown table row in ``text`` (separator rows left out)."""
     return [[cell.strip() for cell in line.strip().strip("|").split("|")] for line in text.splitlines()
@@ -66,8 +56,8 @@ def one_thread():
 
 
 @pytest.mark.parametrize("script", SCRIPTS, ids=lambda p: p.stem)
-def test_every_tool_imports(script, monkeypatch):
-    module = load_tool(script.stem, monkeypatch)
+def test_every_tool_imports(script, load_tool):
+    module = load_tool(script.stem)
     assert callable(module.main), "every tool has a main()"
     assert 'if __name__ == "__main__":' in script.read_text(), "importing a tool runs nothing"
 
@@ -83,8 +73,8 @@ def test_every_tool_is_run_by_a_test_or_says_why_not():
 
 
 @pytest.mark.parametrize("name", sorted(SMOKE_ARGS))
-def test_benchmark_tool_smoke(name, monkeypatch, capsys, one_thread):
-    tool = load_tool(name, monkeypatch)
+def test_benchmark_tool_smoke(name, monkeypatch, capsys, one_thread, load_tool):
+    tool = load_tool(name)
     if name == "bench_teacher":  # its main() reads sys.argv
         monkeypatch.setattr(sys, "argv", [f"{name}.py", *SMOKE_ARGS[name]])
         tool.main()
@@ -96,10 +86,10 @@ def test_benchmark_tool_smoke(name, monkeypatch, capsys, one_thread):
     assert not any(cell.lower() in {"nan", "inf"} for row in rows for cell in row)
 
 
-def test_command_line_tools_start_without_heavy_imports_beyond_the_one_they_need(monkeypatch, capsys):
+def test_command_line_tools_start_without_heavy_imports_beyond_the_one_they_need(monkeypatch, capsys, load_tool):
     """``pdegen --help`` imports nothing heavy beyond lightning, ``pdegen-data --help`` nothing beyond torch
     (torchmetrics, neuraloperator, wandb and scipy's solvers came with them: 16 s and 6 s on a busy machine)."""
-    tool = load_tool("bench_startup", monkeypatch)
+    tool = load_tool("bench_startup")
     assert tool.heavy_imports_beyond("lightning", "pdegen.cli") == set()
     (row,) = tool.main(["--repeats", "1", "--tools", "pdegen-data"])
     assert row["heavy_beyond_floor"] == [] and row["seconds"] > 0 < row["floor_seconds"]
@@ -118,9 +108,9 @@ def teacher_checkpoint(workdir, one_thread) -> Path:
     return Path(cli.trainer.checkpoint_callback.last_model_path)
 
 
-def test_bench_pid_times_each_backbones_teacher_with_its_own_configs_sampler(monkeypatch):
+def test_bench_pid_times_each_backbones_teacher_with_its_own_configs_sampler(monkeypatch, load_tool):
     """The speed-up's teacher samples with the steps of the config that trains that backbone."""
-    bench = load_tool("bench_pid", monkeypatch)
+    bench = load_tool("bench_pid")
     configs = {"unet-quickstart": "quickstart/darcy.yaml", "unet-gpu-config": "teacher/darcy.yaml",
                "fno-gpu-config": "teacher/darcy_fno.yaml"}
     assert configs.keys() == bench.TEACHER_STEPS.keys()
@@ -129,9 +119,9 @@ def test_bench_pid_times_each_backbones_teacher_with_its_own_configs_sampler(mon
         assert (model["sampler"], model["num_steps"]) == ("Heun", bench.TEACHER_STEPS[backbone]), backbone
 
 
-def test_pid_ablation_writes_one_row_per_problem_scheme_and_grid(teacher_checkpoint, workdir, monkeypatch,
+def test_pid_ablation_writes_one_row_per_problem_scheme_and_grid(teacher_checkpoint, workdir, monkeypatch, load_tool,
                                                                    one_thread):
-    tool = load_tool("pid_ablation", monkeypatch)
+    tool = load_tool("pid_ablation")
     out = workdir / "ablation"
     tool.main(["--out", str(out), "--mixture-points", "4", "16", "--mixture-steps", "3", "--mixture-batch", "8",
                "--eval-samples", "64", "--darcy-teacher", str(teacher_checkpoint), "--darcy-points", "4",
