@@ -67,7 +67,7 @@ def test_every_tool_is_run_by_a_test_or_says_why_not():
     assert {p.stem for p in SCRIPTS} == {*RUN_ELSEWHERE, *RUN_BY_TOOL, *SMOKE_ARGS, *IMPORT_ONLY, "pid_ablation",
                                          "bench_startup"}
     for name, test in RUN_ELSEWHERE.items():
-        assert f"{name}.py" in (ROOT / "tests" / test).read_text(), f"{test} no longer loads tools/{name}.py"
+        assert f'load_tool("{name}")' in (ROOT / "tests" / test).read_text(), f"{test} no longer loads tools/{name}.py"
     for name, runner in RUN_BY_TOOL.items():
         assert runner in RUN_ELSEWHERE and f"from {name} import" in (TOOLS / f"{runner}.py").read_text()
 
