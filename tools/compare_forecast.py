@@ -24,7 +24,8 @@ With ``pdegen fit`` / ``pdegen test`` (``pdegen.cli.main``) on ``lightning_confi
 ``--scale cpu`` shrinks the configs by the family's ``cpu`` settings (KS: L = 64 on 128 points, Δx = 0.5 and Δt =
 0.2; 256 training trajectories; a base-32 U-Net; batches of 32 and the same number of steps for every model; 16
 test trajectories of 160 states. Kolmogorov: 32² vorticity from a 128² simulation, 128 training trajectories of 32
-states, 16 test trajectories of 48; MSE, joint AR and universal, and the hybrid assimilation, no P|C sweep). The
+states, 16 test trajectories of 48, a base-16 U-Net and 400 steps; MSE, joint AR and universal, and the hybrid
+assimilation, no P|C sweep). The
 configs actually run are written to ``<out>/configs/`` (reproducible with pdegen alone); each run's ``report/``
 holds its scores and figures. A stage is reused when its output exists and its config is unchanged (``--force``
 redoes every stage); a retrained model's test runs are redone.
@@ -116,8 +117,8 @@ KOLMOGOROV = Family(
         "data": {"num_samples": 128, "batch_size": 32, "eval_batch_size": 16, "num_workers": 0,
                  "test_num_samples": 16},
         "test_states": 48,
-        "net": {"base_channels": 32, "channel_mults": [1, 2], "num_res_blocks": 1},
-        "train": {"max_steps": 1200, "lr": 1e-3, "ema_decay": 0.99},
+        "net": {"base_channels": 16, "channel_mults": [1, 2], "num_res_blocks": 1},  # base 32: ~3 s a step here
+        "train": {"max_steps": 400, "lr": 1e-3, "ema_decay": 0.99},
         "eval": {"ensemble_size": 2, "num_steps": 16, "guided_steps": 32, "sample_batch_size": 32},
         "splits": [],
         "rates": [1e-1, 1e-2],
