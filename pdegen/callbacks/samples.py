@@ -25,7 +25,7 @@ class SampleWriter(BasePredictionWriter):
     (:class:`datamodules.ForecastRequest`) are written as trajectories of their own length, with the request.
     An existing file at ``path`` is refused when prediction starts, before any sampling, unless ``overwrite``.
 
-    pdegen predict --config <training yaml> --ckpt_path last \\
+        pdegen predict --config <training yaml> --ckpt_path last \\
             --data datamodules.SampleRequest --data.num_samples 1000 \\
             --trainer.callbacks+=pdegen.callbacks.SampleWriter
     """
