@@ -113,8 +113,7 @@ class PDEDataModule(L.LightningDataModule):
         """A separate test set may differ from the training data only in the number of stored states."""
         if type(test_pde) is not type(pde) or "num_states" not in pde.physics():
             raise ValueError(f"test_pde ({test_pde.name}) must be the same time-dependent family as pde ({pde.name})")
-        differs = {k: (v, test_pde.physics()[k]) for k, v in pde.physics().items()
-                   if k != "num_states" and test_pde.physics()[k] != v}
+        differs = pde.physics_differences(test_pde, ignore=("num_states",))
         if differs:
             raise ValueError(f"test_pde may differ from pde only in num_states (longer test trajectories); it differs "
                              f"in {differs} (pde's value first)")

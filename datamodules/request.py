@@ -7,12 +7,11 @@ from typing import Any
 
 import h5py
 import lightning as L
-import numpy as np
 import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
-from pdegen.io import read_info
+from pdegen.io import read_channels, read_info
 from pdegen.pdes import PDE
 
 
@@ -71,7 +70,7 @@ class ForecastRequest(L.LightningDataModule):
         info = read_info(self.file)
         self.file_pde = info.pde
         with h5py.File(info.path, "r") as f:
-            values = torch.from_numpy(np.stack([f[name][()] for name in info.pde.channels], axis=1)).double()
+            values = torch.from_numpy(read_channels(f, info)).double()
             mask = torch.from_numpy(f["mask"][()]) if "mask" in f else None
         given = self.initial_states
         if given is not None and given > values.shape[2]:

@@ -239,11 +239,16 @@ def read_info(path: str | Path) -> DatasetInfo:
     return DatasetInfo(path=path, pde=pde, num_samples=int(num_samples), attrs=attrs)
 
 
+def read_channels(f: h5py.File, info: DatasetInfo) -> np.ndarray:
+    """Every channel of the open dataset file ``f`` stacked as ``(num_samples, channels, *grid)``, as stored."""
+    return np.stack([f[name][()] for name in info.pde.channels], axis=1)
+
+
 def load_samples(path: str | Path, dtype: torch.dtype = torch.float32) -> tuple[Tensor, DatasetInfo]:
     """Read a whole dataset file as ``(num_samples, channels, *grid)`` in physical units."""
     info = read_info(path)
     with h5py.File(info.path, "r") as f:
-        array = np.stack([f[name][()] for name in info.pde.channels], axis=1)
+        array = read_channels(f, info)
     if not np.isfinite(array).all():
         raise ValueError(f"{path} contains NaN or inf values: the file is corrupt, regenerate it")
     return torch.from_numpy(array).to(dtype), info

@@ -446,11 +446,10 @@ class ConditionalDiffusion(GeneratorModule):
             return
         if self.pde is None:
             raise ValueError("forecasting needs a trained model: pass its checkpoint (--ckpt_path)")
-        held, given = self.pde.physics(), request.physics()
-        differs = {k: (held.get(k), v) for k, v in given.items() if k != "num_states" and held.get(k) != v}
-        if differs or held.keys() != given.keys():
+        differs = self.pde.physics_differences(request, ignore=("num_states",))
+        if differs:
             raise ValueError(f"{self.trainer.datamodule.file} holds {request!r}, but this model was trained on "
-                             f"{self.pde!r}; they differ in {differs or 'family'} (the model's value first): "
+                             f"{self.pde!r}; they differ in {differs} (the model's value first): "
                              "forecast data of the family and grid the model was trained on")
 
     def predict_step(self, batch: Tensor | dict[str, Tensor], batch_idx: int) -> Tensor:

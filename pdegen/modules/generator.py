@@ -57,9 +57,9 @@ class FieldModule(L.LightningModule):
     def attach_pde(self, pde: PDE, source: str = "the data") -> None:
         """Take this PDE's layout; the network's channel count must match it, and a module that already has
         a PDE (from the DataModule, or from its checkpoint) accepts only the same physics."""
-        held, new = (self.pde.physics() if self.pde is not None else None), pde.physics()
-        if held is not None and held != new:
-            changed = ", ".join(f"{k} ({held.get(k)} vs {v})" for k, v in new.items() if held.get(k) != v)
+        differs = {} if self.pde is None else self.pde.physics_differences(pde)
+        if differs:
+            changed = ", ".join(f"{k} ({held} vs {given})" for k, (held, given) in differs.items())
             raise ValueError(
                 f"a checkpoint of one PDE met data of another: {source} has {pde!r} but the module already holds "
                 f"{self.pde!r}; they differ in {changed} (the module's value first). Evaluate or resume a "

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import abc
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -190,6 +191,13 @@ class PDE(abc.ABC):
         """The parameters that determine the data (``params()`` less ``solver_params``): two PDE
         objects with equal ``physics()`` produce the same samples up to solver round-off."""
         return {"name": self.name, **{k: v for k, v in self.params().items() if k not in self.solver_params}}
+
+    def physics_differences(self, other: PDE, ignore: Sequence[str] = ()) -> dict[str, Any]:
+        """Where ``other``'s :meth:`physics` differs from this PDE's (the family as ``name``), ``ignore`` left out:
+        ``{parameter: (this value, other's value)}``, a parameter only one of them has paired with ``None``."""
+        mine, theirs = self.physics(), other.physics()
+        keys = [*mine, *(k for k in theirs if k not in mine)]
+        return {k: (mine.get(k), theirs.get(k)) for k in keys if k not in ignore and mine.get(k) != theirs.get(k)}
 
     def input_field(self, inputs: Tensor, shape: tuple[int, ...], what: str, *, positive: bool = False,
                     hint: str = "") -> Tensor:
