@@ -91,7 +91,7 @@ def test_the_loss_counts_only_predicted_states_and_universal_draws_every_split()
     module.hparams.history_draw = "batch"
     assert len(set(module._draw_history(64, torch.Generator().manual_seed(0)).tolist())) == 1
     history = torch.tensor([0, 1, 2, 3]).repeat(16)
-    mask = module._state_mask(history, z)
+    mask = module.state_mask(history, z)
     with torch.no_grad():
         module.denoiser.net.net.conv_out.weight.normal_()  # a network that changes every state
         denoised = module.denoise(z + torch.randn_like(z), torch.full((64,), 1.0), z, mask)

@@ -3,6 +3,7 @@
 from .checkpoints import load_module, save_init_arguments
 from .conditional import ConditionalDiffusion
 from .features import FeatureSurrogate
+from .forecaster import WindowForecaster
 from .frozen_teacher import FrozenTeacher
 from .generator import FieldModule, GeneratorModule
 from .guided import GuidedDiffusion
@@ -13,5 +14,5 @@ from .pinn import PINN
 from .teacher import DiffusionTeacher
 
 __all__ = ["PINN", "ConditionalDiffusion", "DiffusionTeacher", "FeatureSurrogate", "FieldModule", "FrozenTeacher",
-           "GeneratorModule", "GuidedDiffusion", "PIDDMStudent", "PINNDistillation", "PIDStudent", "load_module",
-           "save_init_arguments"]
+           "GeneratorModule", "GuidedDiffusion", "PIDDMStudent", "PINNDistillation", "PIDStudent", "WindowForecaster",
+           "load_module", "save_init_arguments"]
