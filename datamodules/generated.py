@@ -26,8 +26,13 @@ from pdegen.seeding import seeded_generator
 def teacher_fingerprint(module: nn.Module) -> str:
     """SHA-1 of a module's state (names and bytes): the ``teacher`` setting of :class:`TeacherPairs`, so that
     pairs cached from another teacher are never reused."""
+    return tensor_fingerprint(module.state_dict())
+
+
+def tensor_fingerprint(tensors: dict[str, Tensor]) -> str:
+    """SHA-1 of named tensors (names and bytes)."""
     digest = hashlib.sha1()
-    for name, tensor in sorted(module.state_dict().items()):
+    for name, tensor in sorted(tensors.items()):
         digest.update(name.encode())
         digest.update(tensor.detach().cpu().contiguous().view(torch.uint8).numpy().tobytes())
     return digest.hexdigest()
@@ -55,7 +60,9 @@ class GaussianNoise(Dataset):
 
 class TeacherPairs(Dataset):
     """``count`` pairs (ε, make(ε)) of float32 tensors, ε standard normal of ``shape`` and ``make`` a frozen
-    teacher's deterministic sampler (normalised units), served as ``(noise, sample)`` items.
+    teacher's deterministic sampler (normalised units), served as ``(noise, sample)`` items. A conditional
+    teacher's pairs are (ε, make(ε, c)): ``conditions(round)`` gives each round's per-pair conditions ``(count,
+    ...)`` (e.g. history windows drawn from the training data), and their fingerprint joins the settings.
 
     Each round's pairs are made once and cached in ``<directory>/<name>_round<k>.h5`` (atomically), with
     ``settings`` (which must name the teacher, e.g. a fingerprint of its weights, the sampler and its steps)
@@ -64,13 +71,14 @@ class TeacherPairs(Dataset):
     round (fresh pairs) every that many epochs; 0 keeps round 0.
 
     Args:
-        make: ``noise (b, *shape) float64 -> samples (b, *shape)``, called in chunks of ``batch_size``.
+        make: ``noise (b, *shape) float64 [, conditions (b, ...)] -> samples (b, *shape)``, called in chunks of
+            ``batch_size``.
         show_progress: a progress bar while making pairs (on one process of several).
     """
 
-    def __init__(self, make: Callable[[Tensor], Tensor], shape: Sequence[int], count: int, settings: dict[str, Any],
+    def __init__(self, make: Callable[..., Tensor], shape: Sequence[int], count: int, settings: dict[str, Any],
                  directory: str | Path, name: str = "pairs", batch_size: int = 64, refresh_every_n_epochs: int = 0,
-                 show_progress: bool = True) -> None:
+                 show_progress: bool = True, conditions: Callable[[int], Tensor] | None = None) -> None:
         if count < 1 or refresh_every_n_epochs < 0:
             raise ValueError(f"count must be >= 1 and refresh_every_n_epochs >= 0, got {count} and "
                              f"{refresh_every_n_epochs}")
@@ -78,6 +86,7 @@ class TeacherPairs(Dataset):
         self.settings = {**settings, "name": name, "count": self.count, "shape": list(self.shape)}
         self.directory, self.name, self.batch_size = Path(directory), name, batch_size
         self.refresh_every_n_epochs, self.show_progress = refresh_every_n_epochs, show_progress
+        self.conditions = conditions
         self.round = -1
         self.noise = self.sample = torch.empty(0)
 
@@ -93,15 +102,21 @@ class TeacherPairs(Dataset):
         if round_ == self.round:
             return self
         path, settings = self.path(round_), {**self.settings, "round": round_}
+        conditions = None if self.conditions is None else self.conditions(round_)
+        if conditions is not None:
+            if len(conditions) != self.count:
+                raise ValueError(f"conditions({round_}) gave {len(conditions)} conditions for {self.count} pairs")
+            settings["conditions"] = tensor_fingerprint({"conditions": conditions})
         if path.is_file():
             arrays, attrs = read_arrays(path)
             if {k: attrs.get(k) for k in settings} == settings:
                 return self._hold(arrays, round_)
             rank_zero_info(f"{path} was made with other settings: making it again")
         noise = torch.randn(self.count, *self.shape, generator=seeded_generator("pairs", settings), dtype=torch.float64)
+        chunks = [noise.split(self.batch_size)] + ([] if conditions is None else [conditions.split(self.batch_size)])
         with torch.inference_mode(False), torch.no_grad():
-            samples = [self.make(chunk).float().cpu()
-                       for chunk in tqdm(noise.split(self.batch_size), desc=f"{self.name} of the teacher", unit="batch",
+            samples = [self.make(*chunk).float().cpu()
+                       for chunk in tqdm(list(zip(*chunks)), desc=f"{self.name} of the teacher", unit="batch",
                                          disable=not self.show_progress)]
         arrays = {"noise": noise.float(), "sample": torch.cat(samples)}
         if not torch.isfinite(arrays["sample"]).all():

@@ -264,10 +264,10 @@ def test_residual_warmup_ramps_the_weight_from_plain_distillation(tmp_path):
     steps = []
     for step in (2, 8, 20):
         student._trainer = SimpleNamespace(global_step=step)
-        steps.append(student.current_residual_weight)
+        steps.append(student.ramp(student.residual_weight, 8))
     student._trainer = None
     assert steps == [1.0, 4.0, 4.0], "linear ramp to λ_train over the warm-up, then constant"
-    assert student.eval().current_residual_weight == 4.0, "validation and test use the full weight"
+    assert student.eval().ramp(student.residual_weight, 8) == 4.0, "validation and test use the full weight"
 
 
 def test_bad_student_arguments(tmp_path):

@@ -46,13 +46,18 @@ from pdegen.io import read_config, write_text_atomic
 ROOT = Path(__file__).resolve().parents[1]
 GUIDED = "guided"
 """Marks the runs that sample with reconstruction guidance (their ``num_steps`` is the scale's ``guided_steps``)."""
+STUDENT, STUDENT_DA = "one-step student", "one-step student (ε optimised)"
+"""The ForecastStudent's columns: distilled from the ``universal`` model (its teacher, trained here first)."""
+TEACHER = "universal"
+"""The student's teacher: the model (and the forecasting column) of that name."""
 
 
 @dataclass(frozen=True)
 class Family:
-    """One family's comparison: its models (run -> (config under lightning_configs/conditional, model args)), the
-    forecasting columns, the P|C sweep's models (``amortised_C<c>``: config ``amortised`` with ``history: c``), the
-    assimilation methods (column -> (model, test-time args)) and the settings of each scale."""
+    """One family's comparison: its models (run -> (config under lightning_configs, model args); ``student`` is
+    distilled from ``universal``), the forecasting columns, the P|C sweep's models (``amortised_C<c>``: config
+    ``amortised`` with ``history: c``), the assimilation methods (column -> (model, test-time args)) and the
+    settings of each scale."""
 
     title: str
     models: dict[str, tuple[str, dict[str, Any]]]
@@ -66,9 +71,10 @@ class Family:
 
 KS = Family(
     title="Kuramoto–Sivashinsky",
-    models={"mse": ("ks_mse", {}), "joint": ("ks_joint", {}), "universal": ("ks", {}),
-            "universal_batch": ("ks", {"history_draw": "batch"}),
-            "universal_obs": ("ks", {"observation_training": True})},
+    models={"mse": ("conditional/ks_mse", {}), "joint": ("conditional/ks_joint", {}),
+            "universal": ("conditional/ks", {}), "universal_batch": ("conditional/ks", {"history_draw": "batch"}),
+            "universal_obs": ("conditional/ks", {"observation_training": True}),
+            "student": ("forecast_student/ks", {})},
     forecasts={
         "MSE": ("mse", {}),
         "joint AR": ("joint", {GUIDED: True}),
@@ -76,6 +82,7 @@ KS = Family(
         "amortised": ("amortised_C1", {}),
         "universal": ("universal", {}),
         "universal (C per batch)": ("universal_batch", {}),
+        STUDENT: ("student", {}),
     },
     sweep_models={"universal": "universal", "universal (C per batch)": "universal_batch",
                   "amortised": "amortised_C{c}"},
@@ -83,8 +90,9 @@ KS = Family(
         "hybrid (universal + guidance)": ("universal", {GUIDED: True}),
         "architecture-only (observations as input)": ("universal_obs", {"assimilation": "input"}),
         "joint AR (guided on both)": ("joint", {GUIDED: True}),
+        STUDENT_DA: ("student", {}),
     },
-    amortised="ks_amortised",
+    amortised="conditional/ks_amortised",
     cpu={
         "accelerator": "cpu",
         "pde": {"length": 64.0, "resolution": 128},
@@ -94,23 +102,25 @@ KS = Family(
         "net": {"base_channels": 32, "channel_mults": [1, 2, 2], "num_res_blocks": 1},
         "train": {"max_steps": 1200, "lr": 1e-3, "ema_decay": 0.99},
         "eval": {"ensemble_size": 2, "num_steps": 16, "guided_steps": 32, "sample_batch_size": 64},
+        "student": {"num_pairs": 4096, "residual_warmup_steps": 400},
         "splits": [1, 3, 6],
         "rates": [1e-1, 1e-2, 1e-3],
-        "assimilation": ["hybrid (universal + guidance)", "architecture-only (observations as input)"],
+        "assimilation": ["hybrid (universal + guidance)", "architecture-only (observations as input)", STUDENT_DA],
     },
     gpu={"eval": {"guided_steps": 64}, "splits": [1, 3, 6], "rates": [1.0, 1e-1, 1e-2, 1e-3],
          "assimilation": ["hybrid (universal + guidance)", "architecture-only (observations as input)",
-                          "joint AR (guided on both)"]},
+                          "joint AR (guided on both)", STUDENT_DA]},
 )
 KOLMOGOROV = Family(
     title="Kolmogorov flow",
-    models={"mse": ("kolmogorov", {"variant": "mse"}), "joint": ("kolmogorov_joint", {}),
-            "universal": ("kolmogorov", {})},
-    forecasts={"MSE": ("mse", {}), "joint AR": ("joint", {GUIDED: True}), "universal": ("universal", {})},
+    models={"mse": ("conditional/kolmogorov", {"variant": "mse"}), "joint": ("conditional/kolmogorov_joint", {}),
+            "universal": ("conditional/kolmogorov", {}), "student": ("forecast_student/kolmogorov", {})},
+    forecasts={"MSE": ("mse", {}), "joint AR": ("joint", {GUIDED: True}), "universal": ("universal", {}),
+               STUDENT: ("student", {})},
     sweep_models={},
     assimilation={"hybrid (universal + guidance)": ("universal", {GUIDED: True}),
-                  "joint AR (guided on both)": ("joint", {GUIDED: True})},
-    amortised="kolmogorov",
+                  "joint AR (guided on both)": ("joint", {GUIDED: True}), STUDENT_DA: ("student", {})},
+    amortised="conditional/kolmogorov",
     cpu={
         "accelerator": "cpu",
         "pde": {"resolution": 32, "sim_resolution": 128, "num_states": 32},
@@ -120,12 +130,13 @@ KOLMOGOROV = Family(
         "net": {"base_channels": 16, "channel_mults": [1, 2], "num_res_blocks": 1},  # base 32: ~3 s a step here
         "train": {"max_steps": 400, "lr": 1e-3, "ema_decay": 0.99},
         "eval": {"ensemble_size": 2, "num_steps": 16, "guided_steps": 32, "sample_batch_size": 32},
+        "student": {"num_pairs": 2048, "residual_warmup_steps": 150},
         "splits": [],
         "rates": [1e-1, 1e-2],
-        "assimilation": ["hybrid (universal + guidance)"],
+        "assimilation": ["hybrid (universal + guidance)", STUDENT_DA],
     },
     gpu={"eval": {"guided_steps": 64}, "splits": [], "rates": [1e-1, 1e-2, 1e-3],
-         "assimilation": ["hybrid (universal + guidance)", "joint AR (guided on both)"]},
+         "assimilation": ["hybrid (universal + guidance)", "joint AR (guided on both)", STUDENT_DA]},
 )
 FAMILIES = {"ks": KS, "kolmogorov": KOLMOGOROV}
 SPARSE = 1e-2
@@ -146,10 +157,16 @@ class Comparison:
         models = self.family.models
         stem, args = models[model] if model in models else (self.family.amortised,
                                                             {"history": int(model.split("C")[1])})
-        config = read_config(ROOT / "lightning_configs" / "conditional" / f"{stem}.yaml")
+        config = read_config(ROOT / "lightning_configs" / f"{stem}.yaml")
         config["trainer"]["default_root_dir"] = str(self.root / run)
         data, init = config["data"]["init_args"], config["model"]["init_args"]
         data["cache_dir"] = str(self.root / "data")  # one data set for every run
+        student = "teacher" in init
+        if student:
+            init["teacher"] = str(self.fit(TEACHER))
+        if model_args.get("observation_probability"):  # the speed-up is measured on the forecasting run
+            config["trainer"]["callbacks"] = [c for c in config["trainer"]["callbacks"]
+                                              if not c["class_path"].endswith("LatencyCallback")]
         if self.scale == "cpu":
             s = self.settings
             config["trainer"].update(accelerator=s["accelerator"], max_epochs=-1, max_steps=s["train"]["max_steps"],
@@ -158,12 +175,16 @@ class Comparison:
             for pde in (data["pde"], data["test_pde"]):
                 pde.setdefault("init_args", {}).update(s["pde"])
             data["test_pde"]["init_args"]["num_states"] = s["test_states"]
-            init["net"]["init_args"].update(s["net"])
+            if student:  # a student copies its teacher's network
+                init.update(s["student"])
+            else:
+                init["net"]["init_args"].update(s["net"])
             init["optimizer"]["init_args"]["lr"] = s["train"]["lr"]
             for callback in config["trainer"]["callbacks"]:
                 if callback["class_path"].endswith("EMAWeightAveraging"):
                     callback["init_args"]["decay"] = s["train"]["ema_decay"]
-            init.update({k: v for k, v in s["eval"].items() if k != "guided_steps"})
+            init.update({k: v for k, v in s["eval"].items()
+                         if k != "guided_steps" and not (student and k == "num_steps")})
         init.update(args)
         if init.get("variant") == "mse":
             init.pop("num_steps", None)
@@ -188,10 +209,10 @@ class Comparison:
             return True
         old, new = yaml.safe_load(path.read_text()), yaml.safe_load(yaml.safe_dump(config, sort_keys=False))
         if training:
-            from pdegen.modules import ConditionalDiffusion
+            from pdegen.modules import ConditionalDiffusion, ForecastStudent
 
             for c in (old, new):
-                for setting in ConditionalDiffusion.evaluation_settings:
+                for setting in {*ConditionalDiffusion.evaluation_settings, *ForecastStudent.evaluation_settings}:
                     c["model"]["init_args"].pop(setting, None)
         return old != new
 
@@ -214,7 +235,13 @@ class Comparison:
         checkpoint = self.fit(model)
         if model in self.retrained or self.redo(run, config, report):
             main(["test", "--config", str(self.write(run, config)), f"--ckpt_path={checkpoint}"])
-        return json.loads(report.read_text())
+        scores = json.loads(report.read_text())
+        latency = self.root / run / "report" / "latency.json"
+        if latency.is_file():  # a student's forecast against its teacher's, same batch and initial states
+            rows = {row["target"]: row for row in json.loads(latency.read_text())["rows"]}
+            scores["speedup"] = rows["teacher"]["median_ms"] / rows["model"]["median_ms"]
+            scores["latency_ms"] = {target: row["median_ms"] for target, row in rows.items()}
+        return scores
 
     def run(self) -> dict[str, Any]:
         splits, rates = self.settings["splits"], self.settings["rates"]
@@ -257,6 +284,7 @@ FORECAST_ROWS = (  # (label, key in forecast_scores.json)
     ("ensemble members per trajectory", "members"),
     ("network evaluations per trajectory (one member)", "nfe_per_trajectory"),
     ("seconds per trajectory (all members)", "seconds_per_trajectory"),
+    ("speed-up over its teacher (a 640-state forecast, same batch, one process)", "speedup"),
 )
 
 
@@ -339,6 +367,9 @@ def targets(results: dict[str, Any]) -> list[str]:
         better = "per sample" if sum(s - b for _, s, b in batch) >= 0 else "per batch"
         lines.append(f"- C drawn per sample or per batch (not a target): {better} is better on the mean over splits ("
                      + ", ".join(f"C = {c}: {fmt(s)} against {fmt(b)}" for c, s, b in batch) + ")")
+    if STUDENT in forecast:
+        lines += student_targets(forecast[STUDENT], forecast[TEACHER], mse,
+                                 {p: runs for p, runs in assimilation.items() if STUDENT_DA in runs})
     hybrid, architecture = "hybrid (universal + guidance)", "architecture-only (observations as input)"
     sparse = [(p, runs) for p, runs in assimilation.items() if float(p) <= SPARSE and architecture in runs]
     if sparse:
@@ -346,6 +377,39 @@ def targets(results: dict[str, Any]) -> list[str]:
         lines.append(f"- in sparse assimilation (p ≤ {SPARSE:g}) the hybrid beats architecture-only (RMSD): "
                      + ", ".join(f"p = {float(p):g}: {fmt(h)} against {fmt(a)}" for p, h, a in pairs)
                      + f": {verdict(all(h < a for _, h, a in pairs))}")
+    return lines
+
+
+def student_targets(student: dict, teacher: dict, mse: float, assimilation: dict[Any, dict]) -> list[str]:
+    """The one-step student's targets against its teacher (the universal model's AR forecast), the MSE forecaster
+    and, in sparse assimilation (p = 1e-2), the hybrid."""
+    def verdict(ok: bool) -> str:
+        return "**met**" if ok else "**missed**"
+
+    hct, teacher_hct = student["high_correlation_time"], teacher["high_correlation_time"]
+    lines = [f"- one-step student: high-correlation time ≥ 90 % of its teacher's: {fmt(hct)} against "
+             f"0.9 × {fmt(teacher_hct)}: {verdict(hct >= 0.9 * teacher_hct)}; ≥ the MSE forecaster's: {fmt(hct)} "
+             f"against {fmt(mse)}: {verdict(hct >= mse)}",
+             f"- one-step student: PDE residual ≤ half its teacher's: {fmt(student['residual'])} against "
+             f"{fmt(teacher['residual'])}: {verdict(student['residual'] <= 0.5 * teacher['residual'])}"]
+    if "spread_skill" in student and "spread_skill" in teacher:
+        ratio = student["spread_skill"] / teacher["spread_skill"]
+        lines.append(f"- one-step student: spread–skill within 20 % of its teacher's: {fmt(student['spread_skill'])} "
+                     f"against {fmt(teacher['spread_skill'])}: {verdict(abs(ratio - 1) <= 0.2)}")
+    if "speedup" in student:
+        ms = student["latency_ms"]
+        lines.append(f"- one-step student: ≥ 10× faster than its teacher's own sampler per 640-state forecast: "
+                     f"{fmt(student['speedup'])}× ({fmt(ms['model'])} ms against {fmt(ms['teacher'])} ms): "
+                     f"{verdict(student['speedup'] >= 10)}")
+    hybrid = "hybrid (universal + guidance)"
+    for p, runs in assimilation.items():
+        if float(p) == SPARSE and hybrid in runs:
+            mine, theirs = runs[STUDENT_DA], runs[hybrid]
+            lines.append(f"- one-step student in sparse assimilation (p = {SPARSE:g}): RMSD within 1.2× the "
+                         f"hybrid's: {fmt(mine['rmsd'])} against {fmt(theirs['rmsd'])}: "
+                         f"{verdict(mine['rmsd'] <= 1.2 * theirs['rmsd'])}, at {fmt(mine['seconds_per_trajectory'])} "
+                         f"s per trajectory against {fmt(theirs['seconds_per_trajectory'])} s "
+                         f"({fmt(mine['nfe_per_trajectory'])} against {fmt(theirs['nfe_per_trajectory'])} evaluations)")
     return lines
 
 

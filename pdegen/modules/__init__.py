@@ -3,6 +3,7 @@
 from .checkpoints import load_module, save_init_arguments
 from .conditional import ConditionalDiffusion
 from .features import FeatureSurrogate
+from .forecast_student import ForecastStudent
 from .forecaster import WindowForecaster
 from .frozen_teacher import FrozenTeacher
 from .generator import FieldModule, GeneratorModule
@@ -13,6 +14,6 @@ from .piddm import PIDDMStudent
 from .pinn import PINN
 from .teacher import DiffusionTeacher
 
-__all__ = ["PINN", "ConditionalDiffusion", "DiffusionTeacher", "FeatureSurrogate", "FieldModule", "FrozenTeacher",
-           "GeneratorModule", "GuidedDiffusion", "PIDDMStudent", "PINNDistillation", "PIDStudent", "WindowForecaster",
-           "load_module", "save_init_arguments"]
+__all__ = ["PINN", "ConditionalDiffusion", "DiffusionTeacher", "FeatureSurrogate", "FieldModule", "ForecastStudent",
+           "FrozenTeacher", "GeneratorModule", "GuidedDiffusion", "PIDDMStudent", "PINNDistillation", "PIDStudent",
+           "WindowForecaster", "load_module", "save_init_arguments"]

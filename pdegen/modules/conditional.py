@@ -77,6 +77,13 @@ class WindowBackbone(nn.Module):
         return self.net(torch.cat(parts, dim=1), c_noise).view_as(x)
 
 
+def window_condition(values: Tensor, mask: Tensor, dtype: torch.dtype) -> tuple[Tensor, Tensor]:
+    """The given values of a window (zero where the bool ``mask`` ``(B, 1, k, 1, ...)`` is False) and the
+    network's conditioning channels [given values, mask]."""
+    given = torch.where(mask, values.to(dtype), torch.zeros((), dtype=dtype, device=values.device))
+    return given, torch.cat([given, mask.to(dtype).expand(-1, 1, -1, *values.shape[3:])], dim=1)
+
+
 class ConditionalDiffusion(WindowForecaster):
     """Conditional diffusion over windows of ``window`` states (module docstring); forecasts, assimilates and is
     evaluated as a :class:`~pdegen.modules.WindowForecaster`, and samples unconditional trajectories with
@@ -201,19 +208,14 @@ class ConditionalDiffusion(WindowForecaster):
         if mask is None:
             mask = torch.zeros(len(x), 1, self.window, *([1] * (x.ndim - 3)), dtype=torch.bool, device=x.device)
             values = torch.zeros_like(x)
-        given, condition = self._condition(values, mask, x.dtype)
+        given, condition = window_condition(values, mask, x.dtype)
         return torch.where(mask, given, self.denoiser(x, sigma, condition))
-
-    def _condition(self, values: Tensor, mask: Tensor, dtype: torch.dtype) -> tuple[Tensor, Tensor]:
-        """The given values (zero elsewhere) and the network's conditioning channels [given values, mask]."""
-        given = torch.where(mask, values.to(dtype), torch.zeros((), dtype=dtype, device=values.device))
-        return given, torch.cat([given, mask.to(dtype).expand(-1, 1, -1, *values.shape[3:])], dim=1)
 
     def predict(self, values: Tensor, mask: Tensor) -> Tensor:
         """The ``mse`` variant's window: the network on the conditioning alone (its field input zero, c_noise 0),
         the given states returned as given."""
         dtype = next(self.denoiser.parameters()).dtype
-        given, condition = self._condition(values, mask, dtype)
+        given, condition = window_condition(values, mask, dtype)
         output = self.denoiser.net(torch.zeros_like(given), torch.zeros(len(given), dtype=dtype,
                                                                         device=given.device), condition)
         return torch.where(mask, given, output)

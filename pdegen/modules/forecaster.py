@@ -210,14 +210,19 @@ class WindowForecaster(GeneratorModule):
         return forecasts.reshape(len(analysis), len(ends), *forecasts.shape[1:]), ends
 
     # ------------------------------------------------------------------ pdegen predict
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        super().on_save_checkpoint(checkpoint)
+        checkpoint["pdegen"]["history"] = self.history
+
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         super().on_load_checkpoint(checkpoint)
-        trained = checkpoint.get("hyper_parameters", {}).get("history", self.history)
+        trained = checkpoint.get("pdegen", {}).get("history") or checkpoint.get("hyper_parameters", {}).get("history")
+        trained = trained or self.history
         if self.fixed_split and trained != self.history:
             raise ValueError(f"this {self.label} model was trained on the P|C split "
                              f"{self.window - trained}|{trained} (history={trained}); it cannot forecast with "
-                             f"history={self.history}: set `history: {trained}`, or train a universal model "
-                             "(every split)")
+                             f"history={self.history}: set `history: {trained}`, or use a model trained for "
+                             f"history={self.history} (a universal ConditionalDiffusion serves every split)")
 
     def on_predict_start(self) -> None:
         """A :class:`~datamodules.ForecastRequest`'s file must hold this model's family and grid (any length)."""

@@ -195,6 +195,12 @@ class GeneratorModule(FieldModule, metaclass=ABCMeta):
         self.log_dict({f"{stage}/{name}": value.detach().float() for name, value in terms.items()},
                       batch_size=batch_size)
 
+    def ramp(self, weight: float, warmup_steps: int) -> float:
+        """``weight`` ramped linearly from 0 over the first ``warmup_steps`` optimizer steps of training (full
+        weight in evaluation and with no warm-up)."""
+        ramp = min(1.0, self.global_step / warmup_steps) if warmup_steps and self.training else 1.0
+        return weight * ramp
+
     def on_fit_start(self) -> None:
         self.seed = torch.initial_seed()  # seed_everything's seed, the same on every rank
 

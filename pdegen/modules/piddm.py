@@ -146,14 +146,7 @@ class PIDDMStudent(GeneratorModule):
         data = (prediction - target).square().flatten(1).mean(1).mean()
         physics = self.physics_loss(prediction).mean()
         self.log_loss_terms(len(noise), data_loss=data, residual_loss=physics)
-        return data + self.current_residual_weight * physics.to(data.dtype)
-
-    @property
-    def current_residual_weight(self) -> float:
-        """λ_train, ramped linearly from 0 over the first ``residual_warmup_steps`` optimizer steps."""
-        warmup = self.hparams.residual_warmup_steps
-        ramp = min(1.0, self.global_step / warmup) if warmup and self.training else 1.0
-        return self.residual_weight * ramp
+        return data + self.ramp(self.residual_weight, self.hparams.residual_warmup_steps) * physics.to(data.dtype)
 
     # ------------------------------------------------------------------ sampling and tasks
     def generate(self, noise: Tensor) -> Tensor:
