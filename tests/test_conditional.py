@@ -320,7 +320,7 @@ def _write_trajectories(path: Path, pde, values: torch.Tensor, mask: torch.Tenso
     return path
 
 
-def _predict_from_a_users_file(workdir: Path, config: list[str], pde) -> None:
+def _predict_from_a_users_file(workdir: Path, config: list[str], pde, module_class=ConditionalDiffusion) -> None:
     """``pdegen predict`` with a ForecastRequest: forecasts from a file of initial conditions (members seeded by
     their index alone), an assimilation of a user's sparse observations, and a file of another grid refused."""
     from pdegen.io import load_samples
@@ -337,7 +337,7 @@ def _predict_from_a_users_file(workdir: Path, config: list[str], pde) -> None:
     assert not torch.allclose(forecasts[2], forecasts[3])  # two members of trajectory 1
     assert json.loads(info.attrs["request"]) == {"file": "initial.h5", "members": 2, "seed": 0,
                                                  "initial_states": "the model's history"}
-    module = ConditionalDiffusion.load_from_checkpoint(config[-1].split("=", 1)[1])
+    module = module_class.load_from_checkpoint(config[-1].split("=", 1)[1])
     alone = module.forecast(truth[1:2, :, :1], 1, 12, noise=module.indexed_noise([3], shape=(1, 12, 32)))
     torch.testing.assert_close(forecasts[3:], alone[:, 0], rtol=1e-5, atol=1e-5)  # whatever its batch
 
