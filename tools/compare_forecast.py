@@ -130,7 +130,7 @@ KOLMOGOROV = Family(
         "net": {"base_channels": 16, "channel_mults": [1, 2], "num_res_blocks": 1},  # base 32: ~3 s a step here
         "train": {"max_steps": 400, "lr": 1e-3, "ema_decay": 0.99},
         "eval": {"ensemble_size": 2, "num_steps": 16, "guided_steps": 32, "sample_batch_size": 32},
-        "student": {"num_pairs": 2048, "residual_warmup_steps": 150},
+        "student": {"num_pairs": 2048, "residual_warmup_steps": 150, "latency_states": 48},  # 640: minutes a call
         "splits": [],
         "rates": [1e-1, 1e-2],
         "assimilation": ["hybrid (universal + guidance)", STUDENT_DA],
