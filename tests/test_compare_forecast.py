@@ -17,6 +17,7 @@ TINY = {
     "net": {"base_channels": 8, "channel_mults": [1], "num_res_blocks": 1},
     "train": {"max_steps": 2, "lr": 1e-3, "ema_decay": 0.9},
     "eval": {"ensemble_size": 2, "num_steps": 2, "guided_steps": 3, "sample_batch_size": 8},
+    "student": {"num_pairs": 16, "residual_warmup_steps": 0, "latency_states": 20},
     "splits": [1, 4],
     "rates": [1e-2],
 }
@@ -38,8 +39,8 @@ def test_every_model_scheme_split_and_assimilation_then_reuse(tool, workdir, cap
     assert header.split(" | ")[1:-3] == list(tool.KS.forecasts), "one column per model and scheme, in order"
     nfe = next(line for line in table.splitlines() if line.startswith("| network evaluations")).split(" | ")[1:-3]
     # 19 new states: MSE 3 windows of 8 at 1 NFE; guided Heun-3 (5 NFE) and Heun-2 (3 NFE) on 3 windows; AAO on
-    # the 12 windows of 20 states
-    assert nfe == ["3", "15", str(12 * 5), "9", "9", "9"]
+    # the 12 windows of 20 states; the one-step student 1 NFE a window
+    assert nfe == ["3", "15", str(12 * 5), "9", "9", "9", "3"]
     forecast = results["forecast"]
     assert forecast["joint AAO"]["scheme"] == "aao" and forecast["MSE"]["members"] == 1
     assert forecast["universal"]["members"] == 2 and forecast["universal"]["trajectories"] == 2
@@ -47,9 +48,17 @@ def test_every_model_scheme_split_and_assimilation_then_reuse(tool, workdir, cap
     assert re.search(r"\| 5\\\|4 \| \S+ \(\S+\) \| \S+ \(\S+\) \| \S+ \(\S+\) \|", table), "the P|C row of C = 4"
     assert results["splits"][4]["amortised"]["history"] == 4 and results["splits"][4]["universal"]["history"] == 4
     assimilation = results["assimilation"][1e-2]
-    assert {runs["observation_probability"] for runs in assimilation.values()} == {1e-2} and len(assimilation) == 3
+    assert {runs["observation_probability"] for runs in assimilation.values()} == {1e-2} and len(assimilation) == 4
+    student = forecast[tool.STUDENT]
+    assert student["speedup"] > 1 and student["latency_states"] == 20  # its latency run, against its teacher
+    assert assimilation[tool.STUDENT_DA]["nfe_per_trajectory"] == 3 * (1 + 10)  # 10 ε steps a window
+    distilled = yaml.safe_load((out / "configs/models_student.yaml").read_text())
+    assert distilled["model"]["init_args"]["teacher"] == str(out / "models/universal/checkpoints/last.ckpt")
+    assert "net" not in distilled["model"]["init_args"] and distilled["model"]["init_args"]["num_pairs"] == 16
+    assert not any(c["class_path"].endswith("LatencyCallback") for c in yaml.safe_load(
+        (out / "configs/assimilation_p0.01_one_step_student_optimised.yaml").read_text())["trainer"]["callbacks"])
     for verdict in ("MSE forecaster's", "AR beats AAO", "universal ≥ amortised", "per sample or per batch",
-                    "hybrid beats architecture-only"):
+                    "hybrid beats architecture-only", "one-step student: PDE residual"):
         assert verdict in table, verdict
     assert (out / "compare.png").stat().st_size > 20_000
     assert (out / "forecast/joint_ar/report/forecast.png").is_file()
@@ -84,15 +93,16 @@ def test_every_model_scheme_split_and_assimilation_then_reuse(tool, workdir, cap
 def test_kolmogorov_forecasting_and_assimilation(tool, workdir):
     """The 2-D family: MSE, joint AR and universal forecasts, then the hybrid assimilation, no P|C sweep."""
     tiny = TINY | {"pde": {"resolution": 16, "sim_resolution": 64, "burn_in": 0.4, "num_states": 9},
-                   "test_states": 9, "splits": [], "rates": [1e-1], "assimilation": ["hybrid (universal + guidance)"]}
+                   "test_states": 9, "splits": [], "rates": [1e-1], "assimilation": ["hybrid (universal + guidance)"],
+                   "student": {"num_pairs": 16, "residual_warmup_steps": 0, "latency_states": 9}}
     tool.FAMILIES["kolmogorov"] = dataclasses.replace(tool.KOLMOGOROV, cpu=tool.KOLMOGOROV.cpu | tiny)
     out = workdir / "compare_kolmogorov"
     results = tool.main(["--family", "kolmogorov", "--out", str(out)])
     table = (out / "compare.md").read_text()
     assert table.startswith("# Conditional diffusion on Kolmogorov flow (cpu scale)") and "P|C sweep" not in table
     assert results["forecast"]["MSE"]["members"] == 1 and results["forecast"]["universal"]["members"] == 2
-    # 8 new states, 4 a window: MSE 1 NFE a window, guided Heun-3 5 NFE, Heun-2 3 NFE
-    assert [results["forecast"][m]["nfe_per_trajectory"] for m in tool.KOLMOGOROV.forecasts] == [2, 10, 6]
+    # 8 new states, 4 a window: MSE 1 NFE a window, guided Heun-3 5 NFE, Heun-2 3 NFE, the student 1
+    assert [results["forecast"][m]["nfe_per_trajectory"] for m in tool.KOLMOGOROV.forecasts] == [2, 10, 6, 2]
     assert list(results["assimilation"][1e-1]) == ["hybrid (universal + guidance)"]
     assert "universal reaches the MSE forecaster's" in table and "AR beats AAO" not in table
     mse = yaml.safe_load((out / "configs" / "models_mse.yaml").read_text())["model"]["init_args"]
@@ -117,3 +127,18 @@ def test_the_targets_verdicts(tool):
     assert "per sample is better" in lines
     assert "p = 0.01: 0.5 against 0.6: **met**" in lines and "p = 0.1" not in lines.split("sparse")[1]
     json.dumps(results)  # the results are what compare.json holds
+
+    student = scores(5.5) | {"residual": 2.0, "spread_skill": 1.3, "speedup": 12.0, "latency_states": 640,
+                             "latency_ms": {"model": 1.0, "teacher": 12.0}}
+    results["forecast"] |= {tool.STUDENT: student, "universal": scores(6) | {"residual": 5.0, "spread_skill": 1.0}}
+    results["assimilation"][0.01] |= {tool.STUDENT_DA: scores(0, 0.55) | {"seconds_per_trajectory": 1.0,
+                                                                          "nfe_per_trajectory": 30}}
+    results["assimilation"][0.01]["hybrid (universal + guidance)"] |= {"seconds_per_trajectory": 9.0,
+                                                                     "nfe_per_trajectory": 300}
+    lines = "\n".join(tool.targets(results))
+    assert "≥ 90 % of its teacher's: 5.5 against 0.9 × 6: **met**; ≥ the MSE forecaster's: 5.5 against 5: **met**" \
+        in lines
+    assert "PDE residual ≤ half its teacher's: 2 against 5: **met**" in lines
+    assert "spread–skill within 20 % of its teacher's: 1.3 against 1: **missed**" in lines
+    assert "per 640-state forecast: 12× (1 ms against 12 ms): **met**" in lines
+    assert "RMSD within 1.2× the hybrid's: 0.55 against 0.5: **met**, at 1 s per trajectory against 9 s" in lines

@@ -241,6 +241,7 @@ class Comparison:
             rows = {row["target"]: row for row in json.loads(latency.read_text())["rows"]}
             scores["speedup"] = rows["teacher"]["median_ms"] / rows["model"]["median_ms"]
             scores["latency_ms"] = {target: row["median_ms"] for target, row in rows.items()}
+            scores["latency_states"] = config["model"]["init_args"].get("latency_states", 640)
         return scores
 
     def run(self) -> dict[str, Any]:
@@ -262,8 +263,8 @@ class Comparison:
 
 
 def slug(label: str) -> str:
-    """A run folder's name for a column label: its letters and digits, runs of anything else one ``_``."""
-    return "_".join("".join(c if c.isalnum() else " " for c in label.lower()).split())
+    """A run folder's name for a column label: its ASCII letters and digits, runs of anything else one ``_``."""
+    return "_".join("".join(c if c.isascii() and c.isalnum() else " " for c in label.lower()).split())
 
 
 # ---------------------------------------------------------------------------------------- the tables
@@ -284,7 +285,8 @@ FORECAST_ROWS = (  # (label, key in forecast_scores.json)
     ("ensemble members per trajectory", "members"),
     ("network evaluations per trajectory (one member)", "nfe_per_trajectory"),
     ("seconds per trajectory (all members)", "seconds_per_trajectory"),
-    ("speed-up over its teacher (a 640-state forecast, same batch, one process)", "speedup"),
+    ("speed-up over its teacher's own sampler (one forecast, states below; same batch, one process)", "speedup"),
+    ("states of that forecast", "latency_states"),
 )
 
 
@@ -398,7 +400,8 @@ def student_targets(student: dict, teacher: dict, mse: float, assimilation: dict
                      f"against {fmt(teacher['spread_skill'])}: {verdict(abs(ratio - 1) <= 0.2)}")
     if "speedup" in student:
         ms = student["latency_ms"]
-        lines.append(f"- one-step student: ≥ 10× faster than its teacher's own sampler per 640-state forecast: "
+        lines.append(f"- one-step student: ≥ 10× faster than its teacher's own sampler per "
+                     f"{student['latency_states']}-state forecast: "
                      f"{fmt(student['speedup'])}× ({fmt(ms['model'])} ms against {fmt(ms['teacher'])} ms): "
                      f"{verdict(student['speedup'] >= 10)}")
     hybrid = "hybrid (universal + guidance)"
