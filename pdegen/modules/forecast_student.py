@@ -109,8 +109,7 @@ class ForecastStudent(WindowForecaster):
         self.residual_weight = float(residual_weight)
         self.window_residual_scales: dict[str, float] | None = None
         """||S||² of :meth:`window_residual`: the training data's windows' (from the history index on)."""
-        if frozen.pde is not None:
-            self.attach_pde(frozen.pde, "the teacher")
+        self.attach_pde(frozen.pde, "the teacher")
 
     @staticmethod
     def load_teacher(teacher: str | os.PathLike | ConditionalDiffusion) -> ConditionalDiffusion:

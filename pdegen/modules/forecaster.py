@@ -63,9 +63,8 @@ class WindowForecaster(GeneratorModule):
     """How a trajectory is made from windows: autoregressively (``ar``)."""
 
     def __init__(self, num_channels: int, window: int, history: int, ensemble_size: int = 1,
-                 observation_probability: float = 0.0, online_lead: int = 0, teacher=None,
-                 sample_batch_size: int = 64, optimizer: OptimizerCallable | None = None,
-                 lr_scheduler: LRSchedulerCallable | None = None) -> None:
+                 observation_probability: float = 0.0, online_lead: int = 0, sample_batch_size: int = 64,
+                 optimizer: OptimizerCallable | None = None, lr_scheduler: LRSchedulerCallable | None = None) -> None:
         check_split(window, history)
         if history < 1:
             raise ValueError("history must be >= 1: a forecast conditions on at least one state")
@@ -75,7 +74,7 @@ class WindowForecaster(GeneratorModule):
             raise ValueError(f"online_lead must be an integer >= 0, got {online_lead}")
         if int(ensemble_size) != ensemble_size or ensemble_size < 1:
             raise ValueError(f"ensemble_size must be an integer >= 1, got {ensemble_size}")
-        super().__init__(num_channels, teacher=teacher, sample_batch_size=sample_batch_size, optimizer=optimizer,
+        super().__init__(num_channels, sample_batch_size=sample_batch_size, optimizer=optimizer,
                          lr_scheduler=lr_scheduler)
         self.window, self.history = int(window), int(history)
         self.forecast_scores: dict[str, Any] = {}
@@ -122,7 +121,6 @@ class WindowForecaster(GeneratorModule):
         """Bool ``(B, 1, k, 1, ...)``: True on each window's first ``history[b]`` states."""
         states = torch.arange(self.window, device=like.device)
         return (states[None] < history[:, None]).reshape(len(history), 1, self.window, *([1] * (like.ndim - 3)))
-
 
     # ------------------------------------------------------------------ forecasting
     def rollout(self, noise: Tensor, initial: Tensor, observed: Tensor | None = None,
