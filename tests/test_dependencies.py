@@ -16,7 +16,7 @@ from packaging.requirements import Requirement
 tomllib = pytest.importorskip("tomllib")
 
 ROOT = Path(__file__).resolve().parents[1]
-LOCAL = {"pdegen", "datamodules", "bench_latency", "tune_guidance", "conftest"}  # tools/ import their siblings
+LOCAL = {"pdegen", "datamodules", "bench_latency", "tune_guidance", "conftest", "tests"}  # tools/ import their siblings
 NOT_INSTALLED = {"torch_fidelity": "torch-fidelity", "lpips": "lpips"}  # optional extras absent here
 
 

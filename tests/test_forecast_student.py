@@ -183,3 +183,14 @@ def test_fit_test_and_predict_through_the_cli(workdir):
     assert latency["nfe"] == {"model": 3, "teacher": 3 * Heun().nfe(3)}  # 19 new states: 3 windows
     assert {row["target"] for row in latency["rows"]} == {"model", "teacher"}
     _predict_from_a_users_file(workdir, [*config, checkpoint], fit.model.pde, ForecastStudent)
+
+
+@pytest.mark.parametrize("name", ["ks", "kolmogorov", "kolmogorov_cpu"])
+def test_the_other_configs_parse(name, capsys):
+    """The configs the CLI test does not run (they need a trained teacher of their size): every class and argument
+    they name resolves (jsonargparse validates them without building the model)."""
+    config = Path(__file__).resolve().parents[1] / f"lightning_configs/forecast_student/{name}.yaml"
+    with pytest.raises(SystemExit) as exit_:
+        main(["fit", "--config", str(config), "--print_config"])
+    assert exit_.value.code in (0, None)
+    assert "pdegen.modules.ForecastStudent" in capsys.readouterr().out

@@ -21,8 +21,9 @@ DATA_PIECES = [c for c in CONFIGS if c.parent.name == "data"]
 
 def needs_teacher(config: Path) -> bool:
     """Student, guided-sampling, PIDM (fine-tuned teacher) and KD-PINN configs: tests/test_pid_cli.py,
-    tests/test_piddm_cli.py and tests/test_kdpinn.py run them."""
-    return config.parent.name in ("pid", "piddm", "kdpinn") or config.stem.startswith(("pid_", "piddm_"))
+    tests/test_piddm_cli.py, tests/test_kdpinn.py and tests/test_forecast_student.py run them."""
+    return (config.parent.name in ("pid", "piddm", "kdpinn", "forecast_student")
+            or config.stem.startswith(("pid_", "piddm_")))
 
 
 def is_features(config: Path) -> bool:
