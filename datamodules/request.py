@@ -32,7 +32,7 @@ class SampleRequest(L.LightningDataModule):
 
 
 class ForecastRequest(L.LightningDataModule):
-    """``pdegen predict`` input for a forecaster (:class:`~pdegen.modules.ConditionalDiffusion`): trajectories to
+    """``pdegen predict`` input for a forecaster (a :class:`~pdegen.modules.WindowForecaster`): trajectories to
     forecast, and sparse observations to assimilate, from a user's HDF5 file in pdegen's dataset layout (one
     dataset per channel ``(N, T, *space)`` in physical units, the PDE in the attributes: what ``pdegen-data
     generate`` and :class:`~pdegen.io.DatasetWriter` write).

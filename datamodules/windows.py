@@ -28,6 +28,10 @@ class TrajectoryWindows(Dataset):
         trajectory, start = divmod(int(index), self.per_trajectory)
         return self.trajectories[trajectory, :, start:start + self.window]
 
+    def take(self, indices: Tensor) -> Tensor:
+        """The items at ``indices``, stacked: ``(len(indices), C, window, *space)`` (a copy)."""
+        return torch.stack([self[int(i)] for i in indices])
+
 
 def random_windows(trajectories: Tensor, window: int, generator: torch.Generator | None = None) -> Tensor:
     """One window per trajectory ``(B, C, window, *space)`` at a start drawn uniformly from ``generator``."""

@@ -140,7 +140,8 @@ KOLMOGOROV = Family(
 )
 FAMILIES = {"ks": KS, "kolmogorov": KOLMOGOROV}
 SPARSE = 1e-2
-"""The assimilation target compares hybrid and architecture-only at every p ≤ this."""
+"""The assimilation targets: hybrid against architecture-only at every p ≤ this, the student against the hybrid at
+p = this."""
 
 
 # ---------------------------------------------------------------------------------------- runs

@@ -184,26 +184,25 @@ class ForecastStudent(WindowForecaster):
         return residual_loss(self.window_pde, physical, self.window_residual_scales)
 
     # ------------------------------------------------------------------ teacher pairs
-    def teacher_pairs(self, name: str, count: int, windows: TrajectoryWindows,
-                      refresh_every_n_epochs: int = 0) -> TeacherPairs:
-        """This rank's cache of ``count`` (ε, teacher window) pairs called ``name``, each from a history window
-        drawn from ``windows`` (seeded by the run's seed, the rank, the name and the round)."""
+    def teacher_pairs(self, windows: TrajectoryWindows) -> TeacherPairs:
+        """This rank's cache of ``num_pairs`` (ε, teacher window) pairs, each from a history window drawn from
+        ``windows`` (seeded by the run's seed, the rank and the round)."""
         h = self.hparams
         settings = {"teacher": teacher_fingerprint(self.window_teacher), "history": self.history,
                     "rank": self.global_rank, "seed": self.seed}
 
         def histories(round_: int) -> Tensor:
-            draw = seeded_generator("histories", name, self.seed, self.global_rank, round_)
-            index = torch.randint(len(windows), (count,), generator=draw)
-            return self.normalizer.encode(torch.stack([windows[int(i)] for i in index]).double()).float()
+            draw = seeded_generator("histories", "pairs", self.seed, self.global_rank, round_)
+            index = torch.randint(len(windows), (h.num_pairs,), generator=draw)
+            return self.normalizer.encode(windows.take(index).double()).float()
 
         def make(noise: Tensor, window: Tensor) -> Tensor:
             known = window[:, :, :self.history].to(self.device, torch.float64)
             return self.window_teacher.sample_window(known, noise.to(self.device))
 
         directory = h.pair_dir or Path(self.trainer.default_root_dir) / "pairs"
-        return TeacherPairs(make, self.window_shape, count, settings, directory, f"{name}_rank{self.global_rank}",
-                            self.sample_batch_size, refresh_every_n_epochs, show_progress=self.global_rank == 0,
+        return TeacherPairs(make, self.window_shape, h.num_pairs, settings, directory, f"pairs_rank{self.global_rank}",
+                            self.sample_batch_size, h.refresh_every_n_epochs, show_progress=self.global_rank == 0,
                             conditions=histories)
 
     @property
@@ -217,7 +216,7 @@ class ForecastStudent(WindowForecaster):
             return
         count = min(len(windows), 1024)
         index = torch.randperm(len(windows), generator=seeded_generator("residual scales", self.seed))[:count]
-        data = torch.stack([windows[int(i)] for i in index])[:, :, self.residual_start:]
+        data = windows.take(index)[:, :, self.residual_start:]
         self.window_residual_scales = reference_residual_scales(self.window_pde, data.double())
 
     def setup(self, stage: str) -> None:
@@ -233,7 +232,7 @@ class ForecastStudent(WindowForecaster):
         scales."""
         windows = TrajectoryWindows(samples.data, self.window)
         self.set_window_residual_scales(windows)
-        pairs = self.teacher_pairs("pairs", self.hparams.num_pairs, windows, self.hparams.refresh_every_n_epochs)
+        pairs = self.teacher_pairs(windows)
         pairs.set_epoch(self.current_epoch)
         return pairs
 
