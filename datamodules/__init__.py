@@ -4,9 +4,10 @@ One :class:`PDEDataModule` serves every family: its ``pde`` (typed, so Lightning
 the family; ``lightning_configs/data/<family>.yaml`` holds each family's settings.
 """
 
-from .base import EpochShuffle, PDEDataModule, TensorSamples
+from .base import EpochShuffle, PDEDataModule
 from .request import ForecastRequest, SampleRequest
+from .samples import FileSamples, TensorSamples, channel_stats
 from .windows import TrajectoryWindows, random_windows
 
-__all__ = ["EpochShuffle", "ForecastRequest", "PDEDataModule", "SampleRequest", "TensorSamples", "TrajectoryWindows",
-           "random_windows"]
+__all__ = ["EpochShuffle", "FileSamples", "ForecastRequest", "PDEDataModule", "SampleRequest", "TensorSamples",
+           "TrajectoryWindows", "channel_stats", "random_windows"]

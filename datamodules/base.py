@@ -6,6 +6,7 @@ import functools
 import hashlib
 import json
 from pathlib import Path
+from typing import Literal
 
 import lightning as L
 import torch
@@ -14,24 +15,12 @@ from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from pdegen.datagen import generate_dataset
-from pdegen.io import load_samples
+from pdegen.io import load_samples, read_info
 from pdegen.metrics import reference_residual_scales
 from pdegen.pdes import PDE
 from pdegen.seeding import seeded_generator
-from pdegen.transforms import ChannelNormalizer
 
-
-class TensorSamples(Dataset):
-    """Samples ``(N, C, *grid)`` served one by one as ``(C, *grid)`` tensors."""
-
-    def __init__(self, data: Tensor) -> None:
-        self.data = data
-
-    def __len__(self) -> int:
-        return self.data.shape[0]
-
-    def __getitem__(self, index: int) -> Tensor:
-        return self.data[index]
+from .samples import FileSamples, TensorSamples, channel_stats
 
 
 class EpochShuffle(Sampler[int]):
@@ -69,15 +58,19 @@ class PDEDataModule(L.LightningDataModule):
     """Samples of one PDE in physical units, generated once into ``cache_dir`` or read from ``file``.
 
     ``generate_device``: where the reference solver runs ("auto": the GPU when there is one).
-    Samples are kept in float64, as stored, so ground-truth residuals stay at round-off level;
-    the model casts batches to its own precision. The split is a seeded permutation
+    Samples are read from the file when a batch asks for them (:class:`~datamodules.samples.FileSamples`:
+    memory per process independent of the file's size; ``in_memory: true`` reads each split once instead, for
+    small sets) and served in float64, so ground-truth residuals stay at round-off level (``storage_dtype:
+    float32`` halves the file of a generated set, at float32 round-off); the model casts batches to its own
+    precision. The split is a seeded permutation
     (``split_seed``) into train/val/test fractions ``splits``; the training batches are shuffled by
     ``seed`` and the epoch (:class:`EpochShuffle`), so a resumed fit sees the same batches. Under DDP
     the file is generated once, by global rank 0 (``cache_dir`` must be on a filesystem every node
-    sees), and read by every rank; the evaluation splits are sharded without repeats.
+    sees), and each rank reads the samples its sampler gives it; the evaluation splits are sharded without repeats.
     ``test_pde``: a separate test set of ``test_num_samples`` trajectories of the same family that differ only in
     ``num_states`` (forecasts evaluated on longer trajectories than the training ones), generated with seed + 1.
-    ``normalizer_stats`` gives the per-channel mean and std of the training split and ``residual_scales``
+    ``normalizer_stats`` gives the per-channel mean and std of the training split (one streaming pass, by every
+    rank) and ``residual_scales``
     the data's residual normalisation; the model copies both, so they travel in its checkpoint.
     """
 
@@ -85,7 +78,8 @@ class PDEDataModule(L.LightningDataModule):
                  file: str | None = None, splits: tuple[float, float, float] = (0.8, 0.1, 0.1),
                  split_seed: int = 0, batch_size: int = 32, eval_batch_size: int | None = None,
                  num_workers: int = 0, generate_device: str = "auto", test_pde: PDE | None = None,
-                 test_num_samples: int = 128) -> None:
+                 test_num_samples: int = 128, in_memory: bool = False,
+                 storage_dtype: Literal["float64", "float32"] = "float64") -> None:
         super().__init__()
         if test_pde is not None:
             self._check_test_pde(pde, test_pde, splits)
@@ -106,7 +100,8 @@ class PDEDataModule(L.LightningDataModule):
         self.num_workers = num_workers
         self.generate_device = generate_device
         self.test_pde, self.test_num_samples = test_pde, int(test_num_samples)
-        self.datasets: dict[str, TensorSamples] = {}
+        self.in_memory, self.storage_dtype = in_memory, storage_dtype
+        self.datasets: dict[str, TensorSamples | FileSamples] = {}
 
     @staticmethod
     def _check_test_pde(pde: PDE, test_pde: PDE, splits) -> None:
@@ -130,7 +125,8 @@ class PDEDataModule(L.LightningDataModule):
 
     def _cache_path(self, pde: PDE, num_samples: int, seed: int) -> Path:
         digest = hashlib.sha1(json.dumps(pde.physics(), sort_keys=True).encode()).hexdigest()[:10]
-        return self.cache_dir / f"{pde.name}_{digest}_n{num_samples}_seed{seed}.h5"
+        precision = "" if self.storage_dtype == "float64" else "_float32"
+        return self.cache_dir / f"{pde.name}_{digest}_n{num_samples}_seed{seed}{precision}.h5"
 
     @property
     def test_path(self) -> Path | None:
@@ -144,32 +140,42 @@ class PDEDataModule(L.LightningDataModule):
         if device == "auto":
             device = "cuda" if torch.cuda.is_available() else "cpu"
         if self.file is None and not self.path.exists():
-            generate_dataset(self.pde, self.num_samples, self.seed, self.path, device=device)
+            generate_dataset(self.pde, self.num_samples, self.seed, self.path, device=device, dtype=self.storage_dtype)
         if self.test_path is not None and not self.test_path.exists():
-            generate_dataset(self.test_pde, self.test_num_samples, self.seed + 1, self.test_path, device=device)
+            generate_dataset(self.test_pde, self.test_num_samples, self.seed + 1, self.test_path, device=device,
+                             dtype=self.storage_dtype)
 
     def setup(self, stage: str | None = None) -> None:
         if self.datasets:
             return
-        data, info = load_samples(self.path, dtype=torch.float64)
+        info = read_info(self.path)
         if info.pde.physics() != self.pde.physics():
             raise ValueError(f"{self.path} holds {info.pde.physics()}, but the config asks for "
                              f"{self.pde.physics()}: point `file` at a matching dataset or fix the PDE settings")
-        permutation = torch.randperm(len(data), generator=torch.Generator().manual_seed(self.split_seed))
-        sizes = [int(round(f * len(data))) for f in self.splits[:2]]
-        bounds = [0, sizes[0], sizes[0] + sizes[1], len(data)]
+        permutation = torch.randperm(info.num_samples, generator=torch.Generator().manual_seed(self.split_seed))
+        sizes = [int(round(f * info.num_samples)) for f in self.splits[:2]]
+        bounds = [0, sizes[0], sizes[0] + sizes[1], info.num_samples]
         for name, lo, hi in zip(("train", "val", "test"), bounds[:-1], bounds[1:]):
-            self.datasets[name] = TensorSamples(data[permutation[lo:hi]])
+            self.datasets[name] = self._samples(self.path, permutation[lo:hi])
         if self.test_path is not None:
-            self.datasets["test"] = TensorSamples(load_samples(self.test_path, dtype=torch.float64)[0])
+            self.datasets["test"] = self._samples(self.test_path)
         if len(self.datasets["train"]) < 2:
             raise ValueError(f"the training split has {len(self.datasets['train'])} samples; raise num_samples")
 
-    @property
+    def _samples(self, path: Path, rows: Tensor | None = None) -> TensorSamples | FileSamples:
+        """The samples ``rows`` (default: all) of the dataset file ``path``: read when asked, or now with
+        ``in_memory``."""
+        info = read_info(path)
+        rows = torch.arange(info.num_samples) if rows is None else rows
+        if self.in_memory:
+            return TensorSamples(load_samples(path, dtype=torch.float64)[0][rows])
+        return FileSamples(path, info.pde.channels, rows, info.pde.grid.shape)
+
+    @functools.cached_property
     def normalizer_stats(self) -> tuple[Tensor, Tensor]:
-        """Per-channel (mean, std) of the training split, float64."""
+        """Per-channel (mean, std) of the training split, float64, from one streaming pass over it."""
         self.setup()
-        return ChannelNormalizer.stats_of(self.datasets["train"].data)
+        return channel_stats(self.datasets["train"])
 
     residual_scale_samples = 64
     """Training samples :attr:`residual_scales` averages over (enough for a mean, bounded in memory)."""
@@ -180,7 +186,8 @@ class PDEDataModule(L.LightningDataModule):
         squared region norms of ``pde.residual_scale`` over the first :attr:`residual_scale_samples`
         training samples. Teachers copy them into their checkpoint; students and baselines take the teacher's."""
         self.setup()
-        return reference_residual_scales(self.pde, self.datasets["train"].data[: self.residual_scale_samples])
+        train = self.datasets["train"]
+        return reference_residual_scales(self.pde, train.take(range(min(len(train), self.residual_scale_samples))))
 
     def _loader(self, split: str, dataset: Dataset | None = None) -> DataLoader:
         self.setup()

@@ -6,27 +6,32 @@ import torch
 from torch import Tensor
 from torch.utils.data import Dataset
 
+from .samples import FileSamples, TensorSamples
+
 
 class TrajectoryWindows(Dataset):
-    """Every window of ``window`` consecutive states of ``trajectories`` ``(N, C, T, *space)``, served as
+    """Every window of ``window`` consecutive states of ``trajectories`` ``(N, C, T, *space)`` (a tensor, or a
+    split of a dataset file: :mod:`datamodules.samples`, whose windows are read when asked), served as
     ``(C, window, *space)``: N (T − window + 1) items, item i the window starting at state i mod (T − window + 1)
     of trajectory i // (T − window + 1). Views, not copies (memory is that of the trajectories)."""
 
-    def __init__(self, trajectories: Tensor, window: int) -> None:
-        if trajectories.ndim < 4:
-            raise ValueError(f"trajectories must be (N, C, T, *space), got shape {tuple(trajectories.shape)}")
-        if not 1 <= window <= trajectories.shape[2]:
-            raise ValueError(f"a window of {window} states does not fit trajectories of {trajectories.shape[2]} "
+    def __init__(self, trajectories: Tensor | TensorSamples | FileSamples, window: int) -> None:
+        samples = TensorSamples(trajectories) if isinstance(trajectories, Tensor) else trajectories
+        shape = samples.sample_shape  # (C, T, *space)
+        if len(shape) < 3:
+            raise ValueError(f"trajectories must be (N, C, T, *space), got samples of shape {tuple(shape)}")
+        if not 1 <= window <= shape[1]:
+            raise ValueError(f"a window of {window} states does not fit trajectories of {shape[1]} "
                              "states: lower the model's `window` or generate longer trajectories (num_states)")
-        self.trajectories, self.window = trajectories, int(window)
-        self.per_trajectory = trajectories.shape[2] - self.window + 1
+        self.trajectories, self.window = samples, int(window)
+        self.per_trajectory = shape[1] - self.window + 1
 
     def __len__(self) -> int:
-        return self.trajectories.shape[0] * self.per_trajectory
+        return len(self.trajectories) * self.per_trajectory
 
     def __getitem__(self, index: int) -> Tensor:
         trajectory, start = divmod(int(index), self.per_trajectory)
-        return self.trajectories[trajectory, :, start:start + self.window]
+        return self.trajectories.states(trajectory, start, start + self.window)
 
     def take(self, indices: Tensor) -> Tensor:
         """The items at ``indices``, stacked: ``(len(indices), C, window, *space)`` (a copy)."""

@@ -7,12 +7,11 @@ from __future__ import annotations
 import json
 import math
 from pathlib import Path
-from types import SimpleNamespace
 
 import pytest
 import torch
 
-from datamodules import TrajectoryWindows
+from datamodules import TensorSamples, TrajectoryWindows
 from pdegen.cli import main
 from pdegen.diffusion import AR1Process, Heun, num_windows
 from pdegen.modules import ConditionalDiffusion, ForecastStudent
@@ -34,7 +33,7 @@ def _exact_teacher(process: AR1Process) -> ConditionalDiffusion:
 def _distil(student: ForecastStudent, trajectories: torch.Tensor, steps: int, lr: float = 3e-3,
             batch: int = 128) -> None:
     """``steps`` Adam steps of the student's loss on its teacher's pairs (the training loop, without a trainer)."""
-    pairs = student.training_data(SimpleNamespace(data=trajectories))
+    pairs = student.training_data(TensorSamples(trajectories))
     optimizer = torch.optim.Adam(student.student.parameters(), lr=lr)
     draw = torch.Generator().manual_seed(3)
     student.train()

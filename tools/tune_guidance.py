@@ -40,10 +40,10 @@ def validation_samples(data: dict[str, Any], count: int) -> Tensor:
     datamodule = parser.instantiate_classes(parser.parse_object({"data": data})).data
     datamodule.prepare_data()
     datamodule.setup("validate")
-    samples = datamodule.datasets["val"].data[:count]
-    if len(samples) < count:
-        raise ValueError(f"the validation split has {len(samples)} samples, fewer than --num-samples {count}")
-    return samples.double()
+    val = datamodule.datasets["val"]
+    if len(val) < count:
+        raise ValueError(f"the validation split has {len(val)} samples, fewer than --num-samples {count}")
+    return val.take(range(count))
 
 
 def task_error(guided, truth: Tensor, name: str, num_points: int = 500, seed: int = 0) -> float:

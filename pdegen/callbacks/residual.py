@@ -151,7 +151,7 @@ class PDEResidualCallback(HeldOutEvaluation):
         count = min(self.num_samples, len(dataset))
         if count < 2:
             return None
-        return torch.stack([dataset[i] for i in range(count)]).to(pl_module.device, torch.float64)
+        return dataset.take(range(count)).to(pl_module.device, torch.float64)
 
     @rank_zero_only
     def _figure(self, trainer, pl_module, stage: str, sets: dict[str, Tensor], state: _StageState) -> Path | None:

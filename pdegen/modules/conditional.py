@@ -178,7 +178,7 @@ class ConditionalDiffusion(WindowForecaster):
     # ------------------------------------------------------------------ training
     def training_data(self, samples) -> TrajectoryWindows:
         """Every window of the training trajectories (:class:`~datamodules.windows.TrajectoryWindows`)."""
-        return TrajectoryWindows(samples.data, self.window)
+        return TrajectoryWindows(samples, self.window)
 
     def _draw_history(self, size: int, generator: torch.Generator | None) -> Tensor:
         """C per sample (B,): 0 (joint), ``history`` (amortised, mse) or uniform in 0..k−1 (universal)."""

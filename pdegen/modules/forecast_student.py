@@ -225,12 +225,12 @@ class ForecastStudent(WindowForecaster):
         super().setup(stage)
         datasets = getattr(getattr(self.trainer, "datamodule", None), "datasets", {})
         if "train" in datasets:
-            self.set_window_residual_scales(TrajectoryWindows(datasets["train"].data, self.window))
+            self.set_window_residual_scales(TrajectoryWindows(datasets["train"], self.window))
 
     def training_data(self, samples) -> TeacherPairs:
         """The teacher's ``num_pairs`` training pairs; the training trajectories' windows also set the residual's
         scales."""
-        windows = TrajectoryWindows(samples.data, self.window)
+        windows = TrajectoryWindows(samples, self.window)
         self.set_window_residual_scales(windows)
         pairs = self.teacher_pairs(windows)
         pairs.set_epoch(self.current_epoch)
