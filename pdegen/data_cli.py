@@ -5,6 +5,7 @@
     pdegen-data merge data/d64-*.h5 --output data/darcy64_100k.h5
     pdegen-data import pdebench-burgers 1D_Burgers_Sols_Nu0.01.hdf5 --output data/pdebench_burgers.h5
     pdegen-data info data/darcy64.h5
+    pdegen-data export data/ks.h5 --format the-well --output well/ks.hdf5
 """
 
 from __future__ import annotations
@@ -23,6 +24,9 @@ from pdegen.io import read_info
 from pdegen.pdes import PDES, get_pde, pde_parameters
 from pdegen.readers import FORMATS, import_dataset
 from pdegen.signals import sigterm_stops
+from pdegen.well import TIME_FAMILIES, export_well
+
+EXPORT_FORMATS = {"the-well": export_well}
 
 
 def _parse_assignment(text: str) -> tuple[str, object]:
@@ -92,6 +96,19 @@ def build_parser() -> argparse.ArgumentParser:
                      metavar="KEY=VALUE", help="a reader option, e.g. --set num_samples=100 (repeatable)")
     imp.add_argument("--overwrite", action="store_true", help="replace an existing --output file")
 
+    exp = commands.add_parser("export", help="write a dataset file in another layout (the Well's HDF5 format)",
+                              description=export_well.__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    exp.add_argument("file", help="the pdegen dataset file (a time-dependent family: " + ", ".join(TIME_FAMILIES) + ")")
+    exp.add_argument("--format", required=True, choices=list(EXPORT_FORMATS), help="the layout to write")
+    exp.add_argument("--output", required=True,
+                     help="the .hdf5 file to write (with --split: the dataset folder, the file going to "
+                          "<output>/data/<split>/<file stem>.hdf5)")
+    exp.add_argument("--split", default=None, help="write into the Well's split folder layout, e.g. train")
+    exp.add_argument("--dataset-name", default=None, help="the Well's dataset_name (default pdegen_<family>)")
+    exp.add_argument("--dtype", default="float32", choices=["float32", "float64"],
+                     help="storage precision (the Well's is float32; float64 round-trips exactly)")
+    exp.add_argument("--overwrite", action="store_true", help="replace an existing output file")
+
     info = commands.add_parser("info", help="shapes, attributes and residual statistics of a dataset file")
     info.add_argument("file")
     info.add_argument("--max-samples", type=_positive, default=256, help="samples used for the residual statistics")
@@ -119,6 +136,12 @@ def import_(args: argparse.Namespace) -> None:
 def merge(args: argparse.Namespace) -> None:
     result = merge_shards(args.shards, args.output, overwrite=args.overwrite)
     print(f"merged {result['num_shards']} shards into {result['path']} ({result['num_samples']} samples)")
+
+
+def export(args: argparse.Namespace) -> None:
+    path = EXPORT_FORMATS[args.format](args.file, args.output, overwrite=args.overwrite, split=args.split,
+                                       dataset_name=args.dataset_name, dtype=args.dtype)
+    print(f"exported {args.file} in the {args.format} format to {path}")
 
 
 def info(args: argparse.Namespace) -> int:
@@ -163,7 +186,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         with sigterm_stops():  # the writer removes its temporary file and lock; exit code 143
-            return {"generate": generate, "merge": merge, "import": import_, "info": info}[args.command](args) or 0
+            return {"generate": generate, "merge": merge, "import": import_, "export": export,
+                    "info": info}[args.command](args) or 0
     except (ValueError, OSError) as err:  # FileNotFoundError, FileExistsError, IsADirectoryError among them
         print(f"pdegen-data: error: {err}", file=sys.stderr)
         return 2

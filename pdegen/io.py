@@ -2,6 +2,14 @@
 
 Files are written under a temporary name and renamed only when complete, so a crash never
 leaves a file that looks finished.
+
+The file's axes are named with HDF5 dimension scales, netCDF-4 style: 1-D coordinate datasets
+``sample`` (the sample index; a shard's hold the indices of the whole run) and, per grid axis,
+``time`` (a time axis, in the PDE's time units) then ``x``, ``y``, ``z`` (node positions,
+:meth:`~pdegen.pdes.Grid.coordinates`), attached to every channel dataset, so
+``xarray.open_dataset(path, engine="h5netcdf")`` shows named dimensions and coordinates.  The
+channels are the datasets named in the ``channels`` attribute; read them by name, never by listing
+the file (:data:`COORDINATES` are datasets too).
 """
 
 from __future__ import annotations
@@ -25,7 +33,47 @@ import torch
 from torch import Tensor
 
 from pdegen import __version__
-from pdegen.pdes import PDE, get_pde
+from pdegen.pdes import PDE, Grid, get_pde
+
+COORDINATES = ("sample", "time", "x", "y", "z")
+"""Names of the coordinate (dimension scale) datasets a dataset file may hold beside its channels."""
+SPATIAL_DIMS = ("x", "y", "z")
+
+
+def dimension_names(grid: Grid) -> tuple[str, ...] | None:
+    """The names of ``grid``'s axes in dataset files: ``time`` for a time axis, then ``x``, ``y``, ``z`` for
+    the spatial axes in order (KS, Burgers: ``(time, x)``; Kolmogorov: ``(time, x, y)``; Darcy:
+    ``(x, y)``); ``None`` for a grid these names do not fit (two time axes, more than three spatial)."""
+    times = sum(kind == "time" for kind in grid.boundary)
+    spatial = grid.ndim - times
+    if times > 1 or spatial > len(SPATIAL_DIMS):
+        return None
+    names = iter(SPATIAL_DIMS)
+    return tuple("time" if kind == "time" else next(names) for kind in grid.boundary)
+
+
+def write_dimension_scales(f: h5py.File, pde: PDE, num_samples: int, first_sample: int = 0) -> None:
+    """Create the coordinate datasets of :func:`dimension_names` (and ``sample``: ``first_sample ..``) in
+    ``f`` as HDF5 dimension scales and attach them to every channel dataset of ``pde``, so netCDF-4 readers
+    (h5netcdf, xarray) see named dimensions.  Nothing is written for a grid without names, or when a channel
+    is named like a coordinate."""
+    names = dimension_names(pde.grid)
+    if names is None or set(pde.channels) & {"sample", *names}:
+        return
+    coordinates = [np.arange(first_sample, first_sample + num_samples, dtype=np.int64),
+                   *(c.numpy() for c in pde.grid.coordinates())]
+    kinds = ["sample index", *pde.grid.boundary]
+    scales = []
+    for name, values, kind in zip(("sample", *names), coordinates, kinds):
+        scale = f.create_dataset(name, data=values)
+        scale.make_scale(name)
+        scale.attrs["long_name"] = (name if name == "sample" else
+                                    f"{name} ({'PDE time units' if kind == 'time' else kind + ' axis'})")
+        scales.append(scale)
+    for channel in pde.channels:
+        for axis, (name, scale) in enumerate(zip(("sample", *names), scales)):
+            f[channel].dims[axis].attach_scale(scale)
+            f[channel].dims[axis].label = name  # h5py's own view (``dataset.dims``) names the axis too
 
 
 @dataclass
@@ -144,6 +192,8 @@ class DatasetWriter:
                 dcpl.set_alloc_time(h5py.h5d.ALLOC_TIME_EARLY)
                 self._file.create_dataset(name, shape=(self.num_samples, *self.pde.grid.shape), dtype=self.dtype,
                                           chunks=(1, *self.pde.grid.shape), dcpl=dcpl)
+            # named axes for netCDF-4 readers; a shard's samples keep their index in the whole run
+            write_dimension_scales(self._file, self.pde, self.num_samples, int(self.attrs.get("sample_start", 0)))
         except BaseException as err:
             self._discard()
             if isinstance(err, (OSError, ValueError)):  # h5py reports a full disk as either

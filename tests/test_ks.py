@@ -285,7 +285,7 @@ def test_dataset_generation_writes_one_dataset_per_channel(tmp_path, vary_domain
     path = tmp_path / "ks.h5"
     generate_dataset(pde, 70, seed=1, output=path, batch_size=64, progress=False)
     with h5py.File(path, "r") as f:
-        assert set(f.keys()) == set(pde.channels)
+        assert set(f.keys()) == set(pde.channels) | {"sample", "time", "x"}  # the channels and their dimensions
         assert all(f[name].shape == (70, 5, 32) for name in pde.channels)
         assert json.loads(f.attrs["pde_params"]) == pde.params()
         x = torch.stack([torch.from_numpy(f[name][()]) for name in pde.channels], dim=1)

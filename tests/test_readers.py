@@ -15,8 +15,10 @@ import torch
 from pdegen.io import read_info
 from pdegen.metrics.residual import region_norms
 from pdegen.pdes.burgers import Burgers
+from pdegen.pdes.darcy import Darcy
 from pdegen.pdes.darcy_pidm import DarcyPIDM
 from pdegen.pdes.kolmogorov import KolmogorovFlow, coarse_grain
+from pdegen.pdes.ks import KuramotoSivashinsky
 from pdegen.readers import FORMATS, LayoutError, import_dataset, read
 from pdegen.readers._common import fourier_multiply, fourier_resample
 from pdegen.readers.diffusionpde import NORMALISATION, family_pde
@@ -375,3 +377,211 @@ def test_pdegen_data_import_command(tmp_path, capsys):
     assert data_main(["info", str(out)]) == 0
     assert "source" in capsys.readouterr().out
     assert data_main(["import", "nope", str(tmp_path), "--output", str(out)]) == 2
+
+
+# ----------------------------------------------------------------------------- PDE-Refiner / PDEArena KS
+
+
+def write_lpsda(path, u, lengths, dts, burn_in_steps, split="train"):
+    """LPSDA's KS layout: group <split> with pde_<T>-<X> (N, T, X), dt, dx (N,), x (N, X), t (N, T), float64."""
+    n, steps, points = u.shape
+    lengths, dts = np.broadcast_to(lengths, (n,)), np.broadcast_to(dts, (n,))
+    with h5py.File(path, "a") as f:
+        group = f.create_group(split)
+        group[f"pde_{steps}-{points}"] = u.numpy()
+        group["dt"], group["dx"] = dts, lengths / points
+        group["x"] = np.arange(points)[None, :] * (lengths / points)[:, None]
+        group["t"] = (burn_in_steps + np.arange(steps))[None, :] * dts[:, None]
+    return path
+
+
+@pytest.fixture(scope="module")
+def ks_varying():
+    pde = KuramotoSivashinsky(length=16.0, resolution=32, dt=0.2, num_states=9, burn_in=4.0, ic_modes=4,
+                              ic_amplitude=0.5, vary_domain=True)
+    return pde, generate(pde, 3)
+
+
+def test_pderefiner_ks_varying_domain_maps_onto_the_vary_domain_variant(tmp_path, ks_varying):
+    pde, x = ks_varying
+    lengths, dts = x[:, 1, 0, 0].numpy(), x[:, 2, 0, 0].numpy()
+    path = write_lpsda(tmp_path / "KS_train_3.h5", x[:, 0], lengths, dts, burn_in_steps=20)  # burn_in 4 = 20 dt
+    data = read("pderefiner-ks", path, length=16.0, dt=0.2)
+    assert data.pde.channels == ("u", "L", "dt") and data.pde.vary_domain
+    assert (data.pde.length, data.pde.dt, data.pde.num_states, data.pde.resolution) == (16.0, 0.2, 9, 32)
+    assert data.pde.burn_in == pytest.approx(4.0) and data.pde.variation == 0.1
+    torch.testing.assert_close(data.samples, x, rtol=0, atol=1e-12)  # L = X dx per sample, float64 storage
+    torch.testing.assert_close(relative_residual(data.pde, data.samples), relative_residual(pde, x), rtol=1e-9, atol=0)
+    assert relative_residual(data.pde, data.samples).max() < 0.05  # time truncation at dt = 0.2 on a tiny grid
+    strided = read("pdearena-ks", path, length=16.0, dt=0.2, stride=2, num_samples=2)
+    assert strided.samples.shape == (2, 3, 5, 32) and strided.pde.dt == pytest.approx(0.4)
+    torch.testing.assert_close(strided.samples[:, 0], x[:2, 0, ::2], rtol=0, atol=0)
+    torch.testing.assert_close(strided.samples[:, 2], 2 * x[:2, 2, ::2], rtol=0, atol=1e-15)
+    with pytest.raises(ValueError, match=r"not within \+-0.1 of the nominal 64"):
+        read("pderefiner-ks", path)  # LPSDA's nominal L = 64 does not fit L ~ 16
+
+
+def test_pderefiner_ks_constant_domain_and_errors(tmp_path):
+    pde = KuramotoSivashinsky(length=16.0, resolution=32, dt=0.25, num_states=6, burn_in=2.0, ic_modes=4,
+                              ic_amplitude=0.5)
+    x = generate(pde, 2)
+    path = write_lpsda(tmp_path / "KS_valid.h5", x[:, 0], 16.0, 0.25, burn_in_steps=8, split="valid")
+    data = read("pderefiner-ks", path, split="valid")
+    assert not data.pde.vary_domain and data.pde.channels == ("u",)
+    assert (data.pde.length, data.pde.dt, data.pde.burn_in) == (16.0, 0.25, 2.0)
+    torch.testing.assert_close(data.samples, x, rtol=0, atol=0)
+    torch.testing.assert_close(data.pde.residual(data.samples), pde.residual(x), rtol=0, atol=1e-12)
+    assert "8 discarded steps" in data.notes
+    with pytest.raises(LayoutError, match=r"no group 'train' among \['valid'\]"):
+        read("pderefiner-ks", path)
+    with pytest.raises(ValueError, match="stride must be a positive integer"):
+        read("pderefiner-ks", path, split="valid", stride=0)
+    with pytest.raises(ValueError, match="keeps 2 of 6 states"):
+        read("pderefiner-ks", path, split="valid", stride=3)
+    with h5py.File(path, "a") as f:
+        del f["valid/dx"]
+    with pytest.raises(LayoutError, match=r"no \['dx'\].*\"pde_<T>-<X>\" \(N, T, X\)"):
+        read("pderefiner-ks", path, split="valid")
+    with h5py.File(tmp_path / "flat.h5", "w") as f:
+        f["train/pde_6-32"] = np.zeros((2, 192))
+        f["train/dt"], f["train/dx"] = np.ones(2), np.ones(2)
+    with pytest.raises(LayoutError, match=r"expected \(N, T, X\)"):
+        read("pderefiner-ks", tmp_path / "flat.h5")
+
+
+# ----------------------------------------------------------------------------- PDEBench Darcy
+
+
+def write_pdebench_darcy(path, a, u, beta=None):
+    """PDEBench's Darcy layout: nu (N, X, X), tensor (N, 1, X, X) float32 at cell centres, attr beta."""
+    cells = a.shape[-1]
+    with h5py.File(path, "w") as f:
+        f["nu"] = a.numpy().astype(np.float32)
+        f["tensor"] = u[:, None].numpy().astype(np.float32)
+        f["x-coordinate"] = f["y-coordinate"] = ((np.arange(cells) + 0.5) / cells).astype(np.float32)
+        if beta is not None:
+            f.attrs["beta"] = beta
+    return path
+
+
+def pdebench_darcy_emulation(n, cells, beta, seed=0, final_time=1.75):
+    """An emulation of PDEBench's Darcy generator: a = 1 where 5 Gaussian bumps exceed their batch mean, else
+    0.1; u_t = div(a grad u) + beta from a constant in (0.1, 10) plus a small Fourier field, arithmetic face
+    means, ghost cells u = 0 / a = adjacent cell, explicit midpoint steps at CFL 0.25, the state at t = 1.75."""
+    rng = np.random.default_rng(seed)
+    h = 1.0 / cells
+    c = (np.arange(cells) + 0.5) * h
+    centres, widths = rng.uniform(0, 1, (n, 2, 5)), 0.5 * rng.uniform(0, 1, (n, 5))
+    bumps = sum(np.exp(-((c[None, :, None] - centres[:, 0, None, None, i]) ** 2
+                         + (c[None, None, :] - centres[:, 1, None, None, i]) ** 2) / widths[:, None, None, i])
+                for i in range(5))
+    a = np.where(bumps > bumps.mean(), 1.0, 0.1)
+    phase = rng.uniform(0, 2 * np.pi, (n, 2))
+    u = rng.uniform(0.1, 10, (n, 1, 1)) * (1 + 0.25 * np.sin(2 * np.pi * c[None, :, None] + phase[:, :1, None])
+                                           * np.sin(2 * np.pi * c[None, None, :] + phase[:, 1:, None]))
+    ap = np.pad(a, ((0, 0), (1, 1), (1, 1)), mode="edge")
+    fx, fy = 0.5 * (ap[:, 1:, 1:-1] + ap[:, :-1, 1:-1]) / h**2, 0.5 * (ap[:, 1:-1, 1:] + ap[:, 1:-1, :-1]) / h**2
+
+    def rate(v):
+        p = np.pad(v, ((0, 0), (1, 1), (1, 1)))
+        gx, gy = fx * (p[:, 1:, 1:-1] - p[:, :-1, 1:-1]), fy * (p[:, 1:-1, 1:] - p[:, 1:-1, :-1])
+        return gx[:, 1:] - gx[:, :-1] + gy[:, :, 1:] - gy[:, :, :-1] + beta
+
+    dt = 0.25 * 0.5 * h**2 / a.max()
+    steps = math.ceil(final_time / dt)
+    dt = final_time / steps
+    for _ in range(steps):
+        u = u + dt * rate(u + 0.5 * dt * rate(u))
+    return torch.from_numpy(a), torch.from_numpy(u)
+
+
+def test_pdebench_darcy_ghost_ring_makes_the_scheme_exact(tmp_path):
+    cells, beta = 14, 2.0
+    forcing = beta * (1 + 1 / cells) ** 2
+    pde = Darcy(resolution=cells + 2, a_high=1.0, a_low=0.1, forcing=forcing, face_average="arithmetic")
+    inner = (pde.grf.sample(3, torch.Generator().manual_seed(0))[:, 1:-1, 1:-1] >= 0) * 0.9 + 0.1
+    a = torch.nn.functional.pad(inner[:, None], (1, 1, 1, 1), mode="replicate")[:, 0]  # the source's ghosts
+    x = pde.solve(a)
+    path = write_pdebench_darcy(tmp_path / "2D_DarcyFlow_beta2.0_Train.hdf5", inner, x[:, 1, 1:-1, 1:-1], beta)
+    data = read("pdebench-darcy", path)
+    assert data.pde.params() == pde.params()
+    assert data.samples.shape == (3, 2, 16, 16) and data.pde.channels == ("a", "u")
+    torch.testing.assert_close(data.samples, x, rtol=0, atol=1e-6 * x[:, 1].abs().max())  # float32 storage
+    assert relative_residual(data.pde, data.samples).max() < 1e-5  # only float32 rounding
+    wrong = Darcy(resolution=cells + 2, forcing=beta, face_average="arithmetic")  # beta without the rescaling
+    assert relative_residual(wrong, data.samples).min() > 0.1
+    named = write_pdebench_darcy(tmp_path / "2D_DarcyFlow_beta2.0_Train_copy.hdf5", inner, x[:, 1, 1:-1, 1:-1])
+    assert read("pdebench-darcy", named, num_samples=2).pde.forcing == pytest.approx(forcing)  # beta from the name
+    with pytest.raises(LayoutError, match="pass beta="):
+        read("pdebench-darcy", write_pdebench_darcy(tmp_path / "darcy.hdf5", inner, x[:, 1, 1:-1, 1:-1]))
+    with h5py.File(tmp_path / "wrong.hdf5", "w") as f:
+        f["tensor"] = np.zeros((2, 1, 8, 8))
+    with pytest.raises(LayoutError, match=r"no \['nu', 'x-coordinate', 'y-coordinate'\]"):
+        read("pdebench-darcy", tmp_path / "wrong.hdf5", beta=1.0)
+
+
+def test_pdebench_darcy_emulated_generator_residual(tmp_path):
+    """The source stores the t = 1.75 state of a time-dependent run: pdegen's residual is the transient left."""
+    a, u = pdebench_darcy_emulation(4, 16, beta=1.0)
+    data = read("pdebench-darcy", write_pdebench_darcy(tmp_path / "2D_DarcyFlow_beta1.0_Train.hdf5", a, u))
+    residual = relative_residual(data.pde, data.samples)  # measured 8e-5 .. 5e-2: the slowest decaying starts
+    assert residual.median() < 0.02 and residual.max() < 0.2
+    steady = data.pde.solve(data.samples[:, :1])
+    assert ((steady[:, 1] - data.samples[:, 1]).norm() / steady[:, 1].norm()) < 0.05
+
+
+# ----------------------------------------------------------------------------- neuraloperator Darcy
+
+
+def test_neuraloperator_darcy_bool_mask_round_trip(tmp_path):
+    pde = Darcy(resolution=16, a_high=12.0, a_low=4.0, face_average="arithmetic")
+    x = generate(pde, 3)
+    torch.save({"x": x[:, 0] == 12.0, "y": x[:, 1].float()}, tmp_path / "darcy_train_16.pt")  # the bundled dtypes
+    data = read("neuraloperator-darcy", tmp_path / "darcy_train_16.pt")
+    assert data.pde.params() == pde.params()
+    torch.testing.assert_close(data.samples[:, 0], x[:, 0], rtol=0, atol=0)
+    torch.testing.assert_close(data.samples[:, 1], x[:, 1], rtol=0, atol=1e-6 * x[:, 1].abs().max())
+    assert relative_residual(data.pde, data.samples).max() < 1e-5  # float32 rounding of u only
+    assert "binary mask" in data.notes
+    other = read("neuraloperator-darcy", tmp_path / "darcy_train_16.pt", a_high=1.0, a_low=0.1, forcing=4.0,
+                 num_samples=2)
+    assert other.num_samples == 2 and (other.pde.a_high, other.pde.a_low, other.pde.forcing) == (1.0, 0.1, 4.0)
+    assert set(other.samples[:, 0].unique().tolist()) <= {0.1, 1.0}
+    assert relative_residual(other.pde, other.samples).min() > 0.1  # other physics: the residual says so
+    torch.save({"x": x[:, 0].float(), "y": x[:, 1].float()}, tmp_path / "values.pt")  # coefficient values stored
+    stored = read("neuraloperator-darcy", tmp_path / "values.pt", a_high=1.0, a_low=0.5)
+    assert (stored.pde.a_high, stored.pde.a_low) == (12.0, 4.0)
+    torch.testing.assert_close(stored.samples[:, 0], x[:, 0], rtol=0, atol=0)
+
+
+def test_neuraloperator_darcy_errors(tmp_path):
+    torch.save({"x": torch.zeros(2, 8, 8, dtype=torch.bool)}, tmp_path / "no_y.pt")
+    with pytest.raises(LayoutError, match=r"holds \['x'\]; expected .*\"y\": \(N, r, r\)"):
+        read("neuraloperator-darcy", tmp_path / "no_y.pt")
+    torch.save({"x": torch.zeros(2, 8, 8), "y": torch.zeros(2, 8, 6)}, tmp_path / "shape.pt")
+    with pytest.raises(LayoutError, match=r"x \(2, 8, 8\) / y \(2, 8, 6\)"):
+        read("neuraloperator-darcy", tmp_path / "shape.pt")
+    torch.save({"x": torch.rand(2, 8, 8) + 1, "y": torch.zeros(2, 8, 8)}, tmp_path / "smooth.pt")
+    with pytest.raises(LayoutError, match="distinct values"):
+        read("neuraloperator-darcy", tmp_path / "smooth.pt")
+    (tmp_path / "junk.pt").write_bytes(b"not a torch file")
+    with pytest.raises(LayoutError, match="weights_only=True"):
+        read("neuraloperator-darcy", tmp_path / "junk.pt")
+    with pytest.raises(ValueError, match="face_average must be one of"):
+        read("neuraloperator-darcy", tmp_path / "shape.pt", face_average="geometric")
+    with pytest.raises(FileNotFoundError, match="neuraloperator Darcy .pt file not found"):
+        read("neuraloperator-darcy", tmp_path / "missing.pt")
+
+
+def test_pdegen_data_import_pdebench_darcy(tmp_path, capsys):
+    from pdegen.data_cli import main as data_main
+
+    a, u = (torch.rand(2, 8, 8, generator=torch.Generator().manual_seed(0)) > 0.5) * 0.9 + 0.1, torch.rand(2, 8, 8)
+    source = write_pdebench_darcy(tmp_path / "2D_DarcyFlow_beta0.1_Train.hdf5", a, u)
+    out = tmp_path / "darcy.h5"
+    assert data_main(["import", "pdebench-darcy", str(source), "--output", str(out)]) == 0
+    assert "imported 2 samples" in capsys.readouterr().out
+    info = read_info(out)
+    assert info.pde.name == "darcy" and info.pde.grid.shape == (10, 10)
+    assert info.pde.forcing == pytest.approx(0.1 * (9 / 8) ** 2)
+    assert info.attrs["import_format"] == "pdebench-darcy" and "ghost ring" in info.attrs["source_notes"]

@@ -6,15 +6,19 @@ units and pdegen's channel order, the ``pde`` whose parameters match the source'
 pdegen's residual applies to it.  :func:`import_dataset` writes them as a pdegen dataset file
 (``pdegen-data info`` then shows ``source`` and ``source_notes``).
 
-==================  ==========================================  ===========================================
-format              source                                      reader
-==================  ==========================================  ===========================================
-diffusionpde-npy    DiffusionPDE training ``merge_*.npy``       :func:`~.diffusionpde.read_diffusionpde_npy`
-diffusionpde-mat    DiffusionPDE ``.mat`` (test/training)       :func:`~.diffusionpde.read_diffusionpde_mat`
-pdebench-burgers    PDEBench ``1D_Burgers_Sols_Nu*.hdf5``       :func:`~.pdebench.read_pdebench_burgers`
-pidm-darcy          PIDM ``K_data.csv`` + ``p_data.csv``        :func:`~.pidm.read_pidm_darcy`
-sda-kolmogorov      SDA / pdediff Kolmogorov ``train.h5`` ...   :func:`~.sda.read_sda_kolmogorov`
-==================  ==========================================  ===========================================
+====================  ==========================================  ==================================================
+format                source                                      reader
+====================  ==========================================  ==================================================
+diffusionpde-npy      DiffusionPDE training ``merge_*.npy``       :func:`~.diffusionpde.read_diffusionpde_npy`
+diffusionpde-mat      DiffusionPDE ``.mat`` (test/training)       :func:`~.diffusionpde.read_diffusionpde_mat`
+neuraloperator-darcy  neuraloperator ``darcy_<split>_<r>.pt``     :func:`~.neuraloperator.read_neuraloperator_darcy`
+pdebench-burgers      PDEBench ``1D_Burgers_Sols_Nu*.hdf5``       :func:`~.pdebench.read_pdebench_burgers`
+pdebench-darcy        PDEBench ``2D_DarcyFlow_beta*_Train.hdf5``  :func:`~.pdebench.read_pdebench_darcy`
+pderefiner-ks         PDE-Refiner / PDEArena KS ``KS_*.h5``       :func:`~.pderefiner.read_pderefiner_ks`
+pidm-darcy            PIDM ``K_data.csv`` + ``p_data.csv``        :func:`~.pidm.read_pidm_darcy`
+sda-kolmogorov        SDA / pdediff Kolmogorov ``train.h5`` ...   :func:`~.sda.read_sda_kolmogorov`
+====================  ==========================================  ==================================================
+(``pdearena-ks`` and ``pdediff-kolmogorov`` are aliases.)
 """
 
 from __future__ import annotations
@@ -26,20 +30,28 @@ from pathlib import Path
 from typing import Any
 
 from pdegen.io import DatasetWriter, check_output
+from pdegen.well import read_well
 
 from ._common import ImportedData, LayoutError
 from .diffusionpde import read_diffusionpde_mat, read_diffusionpde_npy
-from .pdebench import read_pdebench_burgers
+from .neuraloperator import read_neuraloperator_darcy
+from .pdebench import read_pdebench_burgers, read_pdebench_darcy
+from .pderefiner import read_pderefiner_ks
 from .pidm import read_pidm_darcy
 from .sda import read_sda_kolmogorov
 
 FORMATS: dict[str, Callable[..., ImportedData]] = {
     "diffusionpde-npy": read_diffusionpde_npy,
     "diffusionpde-mat": read_diffusionpde_mat,
+    "neuraloperator-darcy": read_neuraloperator_darcy,
     "pdebench-burgers": read_pdebench_burgers,
+    "pdebench-darcy": read_pdebench_darcy,
+    "pderefiner-ks": read_pderefiner_ks,
+    "pdearena-ks": read_pderefiner_ks,
     "pidm-darcy": read_pidm_darcy,
     "sda-kolmogorov": read_sda_kolmogorov,
     "pdediff-kolmogorov": read_sda_kolmogorov,
+    "the-well": read_well,
 }
 WRITE_BATCH = 256
 
@@ -84,5 +96,5 @@ def import_dataset(fmt: str, source: str | Path, output: str | Path, overwrite: 
 
 
 __all__ = ["FORMATS", "ImportedData", "LayoutError", "import_dataset", "read", "read_diffusionpde_mat",
-           "read_diffusionpde_npy", "read_pdebench_burgers", "read_pidm_darcy", "read_sda_kolmogorov",
-           "reader_for"]
+           "read_diffusionpde_npy", "read_neuraloperator_darcy", "read_pdebench_burgers", "read_pdebench_darcy",
+           "read_pderefiner_ks", "read_pidm_darcy", "read_sda_kolmogorov", "reader_for"]

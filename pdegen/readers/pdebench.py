@@ -1,6 +1,6 @@
-"""PDEBench 1-D Burgers (Takamoto et al., NeurIPS 2022 Datasets; github.com/pdebench/PDEBench).
+"""PDEBench 1-D Burgers and 2-D Darcy flow (Takamoto et al., NeurIPS 2022 Datasets; github.com/pdebench/PDEBench).
 
-Layout (``pdebench/data_gen/data_gen_NLE/Data_Merge.py``, ``transform``): an HDF5 file
+Burgers layout (``pdebench/data_gen/data_gen_NLE/Data_Merge.py``, ``transform``): an HDF5 file
 ``1D_Burgers_Sols_Nu<ν̃>.hdf5`` with datasets ``"tensor"`` ``(N, T, X)`` float32 (sample, time,
 space), ``"x-coordinate"`` ``(X,)`` — the cell centres ``x_i = x_L + (i + ½) Δx`` — and
 ``"t-coordinate"``, which holds ``T + 1`` entries ``0, Δt_save, ...`` (``burgers_multi_solution_Hydra.py``
@@ -37,6 +37,36 @@ Mapping onto :class:`~pdegen.pdes.burgers.Burgers` (x ∈ [0, 1) periodic nodes 
   approximately: the data are a different (finite-volume, limited) discretisation, stored in
   float32 (≈ 1e-7 relative), and at ν ≈ 3e-3 the shocks are a few cells wide on 1024 cells, so a
   subsampled grid under-resolves them (expect O(1) relative residuals at fronts for R ≪ X).
+
+Darcy layout (``data_gen_NLE/Data_Merge.py``, ``merge`` for ``ReacDiff``; read by
+``models/fno/utils.py``): ``2D_DarcyFlow_beta<β>_Train.hdf5`` with ``"nu"`` ``(N, X, Y)`` float32, the
+coefficient ``a`` at the cell centres, ``"tensor"`` ``(N, 1, X, Y)`` float32, the solution ``u`` at
+the same points, ``"x-coordinate"`` / ``"y-coordinate"`` the cell centres ``(i + ½) / X`` of
+[0, 1] (published: X = Y = 128, β ∈ {0.01, 0.1, 1, 10, 100}), and the attribute ``beta``.
+
+Equation and scheme (``ReactionDiffusionEq/reaction_diffusion_2D_multi_solution_Hydra.py``):
+``-∇·(a ∇u) = β`` reached as the late state of ``u_t = ∇·(a ∇u) + β`` (explicit predictor–corrector,
+CFL 0.25), a finite-volume 5-point flux with *arithmetic* face means ``(a_P + a_Q)/2``; the boundary
+(``utils.bc_2D``: mode ``"Neumann"`` for ``u``, which in fact sets the ghost cells to **zero**, and
+``"trans"`` for ``a``, ghost = the adjacent cell) makes the wall flux ``a_0 (u_0 - 0) / Δx``, i.e.
+``u = 0`` at the ghost-cell centres ``-Δx/2`` and ``1 + Δx/2``.  ``a = 1`` where a sum of 5 random
+Gaussian bumps exceeds its batch mean, else ``0.1``; the initial state is a random constant in
+(0.1, 10) plus a windowed random Fourier field.  The file holds the state at ``t = 1.75`` (index
+``-2`` of the 9 saved states at ``dt_save = 0.25`` up to ``fin_time = 2``), so the steady equation
+holds up to the not fully decayed transient ``u_t``.
+
+Mapping onto :class:`~pdegen.pdes.darcy.Darcy` (nodes ``i h``, boundary nodes included, ``u = 0``
+there): the ghost-cell centres are pdegen's boundary nodes, so the ``X × Y`` cells padded with a
+ring of ``u = 0`` (``a`` padded with the adjacent value, as the source's ghost cells) are an
+``(X + 2)²`` node grid of spacing ``Δx`` on ``[-Δx/2, 1 + Δx/2]``.  Rescaled to pdegen's [0, 1]
+(``h = 1/(X + 1)``), the source's discrete equation is exactly pdegen's arithmetic-mean scheme with
+``forcing = β (1 + Δx)²``, so pdegen's residual measures only the transient left at t = 1.75 and
+float32 rounding.  Measured on an emulation of the source's generator (its coefficient recipe and
+time stepping, a constant start in (0.1, 10) with a small Fourier field, no window; 8 samples at
+32² and 64² cells): pdegen's relative residual has median ≈ 1.3e-3 (max
+0.26) at β = 1, 1.4e-4 (max 0.017) at β = 100 and 0.15 (max 28) at β = 0.01, with ``u`` within the
+same relative distance of the steady solution: the transient of the start (a constant up to 10)
+does not scale with β while the solution does, and it decays slowest where ``a`` is mostly 0.1.
 """
 
 from __future__ import annotations
@@ -50,10 +80,12 @@ import numpy as np
 import torch
 
 from pdegen.pdes.burgers import Burgers
+from pdegen.pdes.darcy import Darcy
 
 from ._common import ImportedData, LayoutError, check_uniform, existing, fourier_resample, take
 
 SOURCE = "PDEBench 1-D Burgers (Takamoto et al., NeurIPS 2022; github.com/pdebench/PDEBench)"
+DARCY_SOURCE = "PDEBench 2-D Darcy flow (Takamoto et al., NeurIPS 2022; github.com/pdebench/PDEBench)"
 CHUNK = 256
 """Samples read from the HDF5 file at once (the published files hold 10000 × 201 × 1024 float32)."""
 
@@ -113,20 +145,75 @@ def read_pdebench_burgers(source: str | Path, resolution: int | None = None, num
     return ImportedData(samples, pde, f"{SOURCE}, {path.name}", notes)
 
 
+def read_pdebench_darcy(source: str | Path, num_samples: int | None = None, beta: float | None = None) -> ImportedData:
+    """Read a PDEBench ``2D_DarcyFlow_beta*_Train.hdf5`` file as :class:`~pdegen.pdes.darcy.Darcy` samples
+    ``[a, u]`` on ``(X + 2) × (Y + 2)`` nodes: the cells plus the source's zero ghost ring (module
+    docstring), ``forcing = β (1 + Δx)²``.  ``beta``: the source term when neither the ``beta``
+    attribute nor the file name gives it."""
+    path = existing(source, "PDEBench Darcy HDF5 file")
+    expected = ('datasets "nu" (N, X, X), "tensor" (N, 1, X, X), "x-coordinate" and "y-coordinate" (X,) (cell '
+                'centres), attribute "beta"')
+    try:
+        file = h5py.File(path, "r")
+    except OSError as err:
+        raise LayoutError(f"{path} is not a readable HDF5 file ({err}); expected PDEBench's {expected}") from err
+    with file:
+        missing = [key for key in ("nu", "tensor", "x-coordinate", "y-coordinate") if key not in file]
+        if missing:
+            raise LayoutError(f"{path}: no {missing} among {sorted(file.keys())}; expected {expected}")
+        nu, tensor = file["nu"], file["tensor"]
+        if tensor.ndim == 3:
+            tensor = tensor[:, None]
+        if nu.ndim != 3 or tensor.ndim != 4 or tensor.shape[1] != 1 or tensor.shape[2:] != nu.shape[1:] \
+                or len(tensor) != len(nu) or nu.shape[1] != nu.shape[2]:
+            raise LayoutError(f"{path}: nu {nu.shape} / tensor {tensor.shape} do not match; expected {expected}")
+        count, cells = nu.shape[0], nu.shape[1]
+        spacing = [check_uniform(file[key][()], key, path) for key in ("x-coordinate", "y-coordinate")]
+        if any(abs(step * cells - 1) > 1e-3 for step in spacing):
+            raise LayoutError(f"{path}: coordinate spacings {spacing} are not 1/{cells}; expected {cells} cell "
+                              f"centres on [0, 1]")
+        beta_file = _attribute(file.attrs.get("beta"), path, beta, "beta", "the source term of -div(a grad u) = beta")
+        n = take(count, num_samples)
+        a = torch.from_numpy(np.asarray(nu[:n], dtype=np.float64))
+        u = torch.from_numpy(np.asarray(tensor[:n, 0], dtype=np.float64))
+    if not bool((a > 0).all()):
+        raise LayoutError(f"{path}: nu has values <= 0; expected PDEBench's positive coefficient (0.1 and 1)")
+    a = torch.nn.functional.pad(a[:, None], (1, 1, 1, 1), mode="replicate")[:, 0]  # the source's "trans" ghosts
+    u = torch.nn.functional.pad(u, (1, 1, 1, 1))  # its zero ghost cells: pdegen's boundary nodes
+    forcing = beta_file * (1 + 1 / cells) ** 2
+    a_high, a_low = (float(f"{float(v):.7g}") for v in (a.max(), a.min()))  # float32 0.1 -> 0.1
+    pde = Darcy(resolution=cells + 2, a_high=a_high, a_low=a_low, forcing=forcing,
+                face_average="arithmetic")
+    notes = (f"no value scaling (float32 a and u); -div(a grad u) = beta with beta = {beta_file:.6g}: the {cells}^2 "
+             f"cell centres plus the source's ghost ring (u = 0, a copied from the adjacent cell) taken as "
+             f"{cells + 2}^2 nodes, rescaled from [-dx/2, 1 + dx/2] to [0, 1], so forcing = beta (1 + 1/{cells})^2 = "
+             f"{forcing:.6g}; source scheme: finite-volume 5-point flux with arithmetic face means, pdegen's with "
+             f"face_average='arithmetic' (identical discrete operator); the stored u is the state at t = 1.75 of "
+             f"u_t = div(a grad u) + beta from a random start, so pdegen's residual measures the undecayed transient "
+             f"(larger for small beta) plus float32 rounding; a is PDEBench's thresholded Gaussian bumps (0.1 / 1), "
+             f"not pdegen's GRF (a_high, a_low are the file's extremes)")
+    return ImportedData(torch.stack([a, u], dim=1), pde, f"{DARCY_SOURCE}, {path.name}", notes)
+
+
 def _nu(attribute: object, path: Path, override: float | None) -> float:
     """``Nu`` from the argument, the file's attribute or its name ``..._Nu0.01.hdf5``, in that order."""
+    return _attribute(attribute, path, override, "Nu", "the equation's viscosity is Nu / pi")
+
+
+def _attribute(attribute: object, path: Path, override: float | None, name: str, meaning: str) -> float:
+    """A parameter from the argument, the file's attribute ``name`` or its file name (``..._<name><value>_...``)."""
     if override is not None:
         return float(override)
     if attribute is not None:
         return float(np.asarray(attribute).item())
-    match = re.search(r"Nu([0-9.eE+-]+?)(?:_|\.hdf5|\.h5|$)", path.name)
+    match = re.search(name + r"([0-9.eE+-]+?)(?:_|\.hdf5|\.h5|$)", path.name)
     if match:
         try:
             return float(match.group(1))
         except ValueError:
             pass
-    raise LayoutError(f"{path}: no 'Nu' attribute and no Nu<value> in the file name; pass nu=<Nu> (the "
-                      f"equation's viscosity is Nu / pi)")
+    raise LayoutError(f"{path}: no {name!r} attribute and no {name}<value> in the file name; pass "
+                      f"{name.lower()}=<{name}> ({meaning})")
 
 
 def _time_stride(steps: int, dt: float, final_time: float | None, num_times: int | None,
