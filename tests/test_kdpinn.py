@@ -315,3 +315,17 @@ def test_pinns_refuse_16_bit_precision(workdir):
     with pytest.raises(ValueError, match="second derivatives by autograd.*precision 32"):
         main(["fit", "--config", str(KDPINN_CONFIGS / "burgers_teacher.yaml"), *TINY_RUN,
               "--config", str(ROOT / "lightning_configs/trainer/bf16.yaml")])
+
+
+def test_pt2_export_of_a_periodic_student_returns_the_eager_values_at_any_number_of_points(tmp_path):
+    from pdegen.export import load_exported, save_exported
+
+    torch.manual_seed(0)
+    net = CoordinateMLP(3, 3, width=16, depth=2, periodic=[0, 1])
+    net.set_domain((0.0, 0.0, 0.0), (6.28, 6.28, 1.0))
+    program = load_exported(save_exported(net, torch.rand(64, 3), tmp_path / "student.pt2"))
+    with torch.no_grad():
+        for n in (1, 1000):
+            queries = torch.rand(n, 3) * torch.tensor([6.28, 6.28, 1.0])
+            torch.testing.assert_close(program(queries), net(queries), rtol=1e-6, atol=1e-7)
+    assert [p.name for p in tmp_path.iterdir()] == ["student.pt2"], "one deployable file, no side files"

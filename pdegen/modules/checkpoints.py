@@ -73,6 +73,23 @@ def load_module(cls: type, path: str | os.PathLike, **overrides: Any) -> Any:
         _given_hyperparameters.reset(token)
 
 
+def module_class(name: str, where: str) -> Any:
+    """The object ``"package.module:Qualname"`` names, imported only if the module is pdegen's or already
+    imported (a checkpoint or pretrained folder imports nothing else on its own); ``where`` names the file."""
+    module_name, _, qualname = name.partition(":")
+    if not module_name or not qualname:
+        raise ValueError(f"{where} names {name!r}, not a class as 'package.module:Class'")
+    if module_name.split(".")[0] != "pdegen" and module_name not in sys.modules:
+        raise ValueError(f"{where} names {name}, outside pdegen: a checkpoint imports "
+                         f"nothing else on its own; import {module_name} first, or load it with its class")
+    cls: Any = importlib.import_module(module_name)
+    for part in qualname.split("."):
+        cls = getattr(cls, part, None)
+        if cls is None:
+            raise ValueError(f"{where} names {name}, which {module_name} does not define")
+    return cls
+
+
 def load(path: str | os.PathLike, **overrides: Any) -> L.LightningModule:
     """The module a pdegen checkpoint holds, on the CPU in eval mode, its class read from the file:
     ``pdegen.load("runs/quickstart/checkpoints/last.ckpt").sample(16)`` for a generator (fields in
@@ -89,13 +106,7 @@ imports only pdegen's modules or ones already imported (a user's own module clas
         raise ValueError(f"{os.fspath(path)!r} does not record its module class (made before pdegen "
                          "recorded it, or not by pdegen): load it with its class, "
                          "e.g. pdegen.modules.DiffusionTeacher.load_from_checkpoint(path)")
-    module_name, _, qualname = record["module"].partition(":")
-    if module_name.split(".")[0] != "pdegen" and module_name not in sys.modules:
-        raise ValueError(f"{os.fspath(path)!r} names {record['module']}, outside pdegen: a checkpoint imports "
-                         f"nothing else on its own; import {module_name} first, or load it with its class")
-    cls: Any = importlib.import_module(module_name)
-    for part in qualname.split("."):
-        cls = getattr(cls, part)
+    cls = module_class(record["module"], repr(os.fspath(path)))
     if not (isinstance(cls, type) and issubclass(cls, L.LightningModule)):
         raise TypeError(f"{os.fspath(path)!r} names {record['module']}, which is not a LightningModule")
     return load_module(cls, path, **overrides).eval()
