@@ -51,8 +51,8 @@ class FileSamples(Dataset):
     """The samples ``rows`` of a pdegen dataset file (one HDF5 dataset per channel, ``(N, *grid)``), read only
     when asked: memory is that of the samples served, whatever the file's size, and under DDP each rank reads
     only the samples its sampler gives it. Served as float64 ``(C, *grid)`` (a float32 file is widened per
-    batch). Each process (a DataLoader worker included) opens the file on its first read; a batch read
-    (``__getitems__``) is one sorted read per channel. Non-finite values fail the read that meets them."""
+    batch). Each process (a DataLoader worker included) opens the file on its first read; a batch
+    (``__getitems__``) is read in one call. Non-finite values fail the read that meets them."""
 
     def __init__(self, path: str | Path, channels: Sequence[str], rows: Sequence[int] | Tensor,
                  sample_shape: Sequence[int]) -> None:
@@ -74,22 +74,32 @@ class FileSamples(Dataset):
         return self._file
 
     def _read(self, rows: np.ndarray, index: tuple = (), file: h5py.File | None = None) -> Tensor:
-        """File rows ``rows`` (increasing) of every channel, ``index`` applied after the row axis; from ``file``,
-        or this process's own handle."""
+        """File rows ``rows`` (any order) of every channel, ``index`` applied after the row axis; from ``file``,
+        or this process's own handle. A whole sample stored as one uncompressed chunk (pdegen's writer) is
+        copied straight from its chunk; other layouts are read row by row (h5py's fancy indexing is several
+        times slower than either)."""
         file = file if file is not None else self._open()
-        array = np.stack([file[name][(rows, *index)] for name in self.channels], axis=1)
-        if not np.isfinite(array).all():
+        datasets = [file[name] for name in self.channels]
+        shape = datasets[0][(0, *index)].shape if index else datasets[0].shape[1:]
+        out = np.empty((len(rows), len(datasets), *shape), dtype=np.result_type(*(d.dtype for d in datasets)))
+        for c, dataset in enumerate(datasets):
+            whole_chunks = (not index and dataset.chunks == (1, *shape) and dataset.dtype == out.dtype
+                            and dataset.dtype.isnative and dataset.id.get_create_plist().get_nfilters() == 0)
+            origin = (0,) * len(shape)
+            for i, row in enumerate(rows):
+                if whole_chunks:
+                    chunk = dataset.id.read_direct_chunk((int(row), *origin))[1]
+                    out[i, c] = np.frombuffer(chunk, dtype=out.dtype).reshape(shape)
+                else:
+                    dataset.read_direct(out, np.s_[(int(row), *index)], np.s_[i, c])
+        if not np.isfinite(out).all():
             raise ValueError(f"{self.path} holds NaN or inf values (among samples {rows.tolist()[:8]}): the file is "
                              "corrupt, regenerate it")
-        return torch.from_numpy(array).to(torch.float64)
+        return torch.from_numpy(out).to(torch.float64)
 
     def take(self, indices: Sequence[int] | Tensor) -> Tensor:
         """The samples at ``indices`` (positions in this split), stacked ``(len(indices), C, *grid)``."""
-        rows = self.rows[torch.as_tensor(indices, dtype=torch.long).numpy()]
-        if len(rows) == 0:
-            return torch.empty(0, *self.sample_shape, dtype=torch.float64)
-        unique, inverse = np.unique(rows, return_inverse=True)  # h5py reads increasing, distinct rows
-        return self._read(unique)[torch.from_numpy(inverse.reshape(-1))]
+        return self._read(self.rows[torch.as_tensor(indices, dtype=torch.long).numpy().reshape(-1)])
 
     def __getitem__(self, index: int) -> Tensor:
         return self._read(self.rows[[int(index)]])[0]

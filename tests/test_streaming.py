@@ -160,3 +160,18 @@ def test_bench_loading_measures_a_fit_and_compares_sizes(tmp_path, load_tool):
     text = bench_loading.table([result, other])
     assert "stream: peak RSS per rank at 100 samples / at 10: 2.00×" in text
     assert "loader / training rate, lowest: 0.2× (100 samples, stream, rank 0)" in text
+
+
+def test_files_of_other_layouts_read_the_same(tmp_path, darcy_file, small_darcy):
+    """A file whose channels are compressed, chunked otherwise or contiguous (another writer's) serves the same
+    samples as pdegen's one-chunk-per-sample file."""
+    rows = [40, 3, 3, 17]
+    expected = FileSamples(darcy_file, small_darcy.channels, rows, small_darcy.grid.shape).take(range(4))
+    for name, options in {"gzip": {"compression": "gzip", "chunks": (4, 16, 16)}, "contiguous": {}}.items():
+        path = tmp_path / f"{name}.h5"
+        with h5py.File(darcy_file) as source, h5py.File(path, "w") as f:
+            for channel in small_darcy.channels:
+                f.create_dataset(channel, data=source[channel][()], **options)
+        samples = FileSamples(path, small_darcy.channels, rows, small_darcy.grid.shape)
+        assert torch.equal(samples.take(range(4)), expected), name
+        assert torch.equal(samples.states(1, 2, 5), expected[1][:, 2:5]), name
