@@ -119,7 +119,12 @@ def replace_durably(source: Path, target: Path) -> None:
     with open(source, "rb") as file:
         os.fsync(file.fileno())
     os.replace(source, target)
-    directory = os.open(target.parent, os.O_RDONLY)
+    fsync_folder(target.parent)
+
+
+def fsync_folder(folder: Path) -> None:
+    """Flush ``folder``'s entries (a rename into it) to disk."""
+    directory = os.open(folder, os.O_RDONLY)
     try:
         os.fsync(directory)
     finally:

@@ -30,6 +30,7 @@ import torch
 from torch import Tensor, nn
 
 from pdegen import __version__
+from pdegen.io import fsync_folder
 
 WEIGHTS, CONFIG, CARD = "model.safetensors", "config.json", "README.md"
 FORMAT = 1
@@ -346,11 +347,7 @@ def _write_folder(folder: Path, files: dict[str, Any], overwrite: bool) -> None:
                 old = folder.with_name(f".{folder.name}.old-{os.getpid()}")
                 os.replace(folder, old)
         os.replace(tmp, folder)
-        directory = os.open(folder.parent, os.O_RDONLY)
-        try:
-            os.fsync(directory)
-        finally:
-            os.close(directory)
+        fsync_folder(folder.parent)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
         if old is not None:
