@@ -155,20 +155,23 @@ class PDEDataModule(L.LightningDataModule):
         permutation = torch.randperm(info.num_samples, generator=torch.Generator().manual_seed(self.split_seed))
         sizes = [int(round(f * info.num_samples)) for f in self.splits[:2]]
         bounds = [0, sizes[0], sizes[0] + sizes[1], info.num_samples]
+        data = load_samples(self.path, dtype=torch.float64)[0] if self.in_memory else None  # read once
         for name, lo, hi in zip(("train", "val", "test"), bounds[:-1], bounds[1:]):
-            self.datasets[name] = self._samples(self.path, permutation[lo:hi])
+            self.datasets[name] = self._samples(self.path, permutation[lo:hi], data)
+        del data
         if self.test_path is not None:
             self.datasets["test"] = self._samples(self.test_path)
         if len(self.datasets["train"]) < 2:
             raise ValueError(f"the training split has {len(self.datasets['train'])} samples; raise num_samples")
 
-    def _samples(self, path: Path, rows: Tensor | None = None) -> TensorSamples | FileSamples:
-        """The samples ``rows`` (default: all) of the dataset file ``path``: read when asked, or now with
-        ``in_memory``."""
+    def _samples(self, path: Path, rows: Tensor | None = None,
+                 data: Tensor | None = None) -> TensorSamples | FileSamples:
+        """The samples ``rows`` (default: all) of the dataset file ``path``: read when asked, or, with
+        ``in_memory``, taken from its whole ``data`` (read now if not given)."""
         info = read_info(path)
         rows = torch.arange(info.num_samples) if rows is None else rows
         if self.in_memory:
-            return TensorSamples(load_samples(path, dtype=torch.float64)[0][rows])
+            return TensorSamples((load_samples(path, dtype=torch.float64)[0] if data is None else data)[rows])
         return FileSamples(path, info.pde.channels, rows, info.pde.grid.shape)
 
     @functools.cached_property
