@@ -43,7 +43,7 @@ import numpy as np
 import torch
 
 from pdegen import __version__
-from pdegen.io import atomic_path, check_free_space, check_output, read_info
+from pdegen.io import SPATIAL_DIMS, atomic_path, check_free_space, check_output, read_info
 from pdegen.pdes import PDE, get_pde
 
 if TYPE_CHECKING:
@@ -55,7 +55,6 @@ BC_TYPES = {"periodic": "PERIODIC", "dirichlet": "WALL", "neumann": "WALL"}
 """pdegen's boundary type of a spatial axis -> the Well's ``bc_type`` (its enum: WALL, OPEN, PERIODIC)."""
 VECTOR_FIELDS = {"kolmogorov": {"velocity": ("u", "v")}}
 """pdegen channels written as one t1 (vector) field, components in ``spatial_dims`` order."""
-SPATIAL_DIMS = ("x", "y", "z")
 REQUIRED_ATTRS = ("dataset_name", "grid_type", "n_spatial_dims", "n_trajectories")
 REQUIRED_GROUPS = ("dimensions", "t0_fields", "t1_fields")
 PDEGEN_ATTRS = ("pdegen_pde", "pdegen_pde_params", "pdegen_channels")
@@ -228,13 +227,9 @@ def read_well(source: str | Path, num_samples: int | None = None) -> ImportedDat
 
 
 def _read_file(path: Path, num_samples: int | None) -> tuple[torch.Tensor, PDE, dict[str, Any]]:
-    from pdegen.readers._common import LayoutError, take
+    from pdegen.readers._common import LayoutError, open_hdf5, take
 
-    try:
-        f = h5py.File(path, "r")
-    except OSError as err:
-        raise LayoutError(f"{path} is not a readable HDF5 file ({err})") from err
-    with f:
+    with open_hdf5(path, "the Well's layout (its docs/data_format.md)") as f:
         missing = [f"attribute {a!r}" for a in REQUIRED_ATTRS if a not in f.attrs]
         missing += [f"group {g!r}" for g in REQUIRED_GROUPS if g not in f]
         if missing:

@@ -55,6 +55,14 @@ def existing(path: str | Path, what: str) -> Path:
     return path
 
 
+def open_hdf5(path: Path, expected: str) -> h5py.File:
+    """``path`` opened for reading, or a LayoutError saying it is not HDF5 and naming the ``expected`` layout."""
+    try:
+        return h5py.File(path, "r")
+    except OSError as err:
+        raise LayoutError(f"{path} is not a readable HDF5 file ({err}); expected {expected}") from err
+
+
 def sample_limit(num_samples: int | None) -> int | None:
     """``num_samples`` checked: None (read all) or a positive integer."""
     if num_samples is None:

@@ -75,14 +75,13 @@ import math
 import re
 from pathlib import Path
 
-import h5py
 import numpy as np
 import torch
 
 from pdegen.pdes.burgers import Burgers
 from pdegen.pdes.darcy import Darcy
 
-from ._common import ImportedData, LayoutError, check_uniform, existing, fourier_resample, take
+from ._common import ImportedData, LayoutError, check_uniform, existing, fourier_resample, open_hdf5, take
 
 SOURCE = "PDEBench 1-D Burgers (Takamoto et al., NeurIPS 2022; github.com/pdebench/PDEBench)"
 DARCY_SOURCE = "PDEBench 2-D Darcy flow (Takamoto et al., NeurIPS 2022; github.com/pdebench/PDEBench)"
@@ -104,7 +103,7 @@ def read_pdebench_burgers(source: str | Path, resolution: int | None = None, num
     path = existing(source, "PDEBench Burgers HDF5 file")
     expected = ('datasets "tensor" (N, T, X), "x-coordinate" (X,) and "t-coordinate" (T or T + 1,), '
                 'attribute "Nu"')
-    with _open(path, expected) as file:
+    with open_hdf5(path, f"PDEBench's {expected}") as file:
         missing = [key for key in ("tensor", "x-coordinate", "t-coordinate") if key not in file]
         if missing:
             raise LayoutError(f"{path}: no {missing} among {sorted(file.keys())}; expected {expected}")
@@ -149,7 +148,7 @@ def read_pdebench_darcy(source: str | Path, num_samples: int | None = None, beta
     path = existing(source, "PDEBench Darcy HDF5 file")
     expected = ('datasets "nu" (N, X, X), "tensor" (N, 1, X, X), "x-coordinate" and "y-coordinate" (X,) (cell '
                 'centres), attribute "beta"')
-    with _open(path, expected) as file:
+    with open_hdf5(path, f"PDEBench's {expected}") as file:
         missing = [key for key in ("nu", "tensor", "x-coordinate", "y-coordinate") if key not in file]
         if missing:
             raise LayoutError(f"{path}: no {missing} among {sorted(file.keys())}; expected {expected}")
@@ -231,11 +230,3 @@ def _resample(block: torch.Tensor, resolution: int) -> torch.Tensor:
     if cells % resolution == 0:
         return block[..., :: cells // resolution]
     return fourier_resample(block, resolution, dim=-1)
-
-
-def _open(path: Path, expected: str) -> h5py.File:
-    """``path`` opened for reading, or a LayoutError naming PDEBench's ``expected`` layout."""
-    try:
-        return h5py.File(path, "r")
-    except OSError as err:
-        raise LayoutError(f"{path} is not a readable HDF5 file ({err}); expected PDEBench's {expected}") from err

@@ -49,7 +49,7 @@ import torch
 
 from pdegen.pdes.ks import KuramotoSivashinsky
 
-from ._common import ImportedData, LayoutError, existing, take
+from ._common import ImportedData, LayoutError, existing, open_hdf5, take
 
 SOURCE = ("PDE-Refiner / PDEArena Kuramoto-Sivashinsky (Lippe et al., NeurIPS 2023; github.com/pdearena/pdearena), "
           "generated with LPSDA (github.com/brandstetter-johannes/LPSDA)")
@@ -78,11 +78,7 @@ def read_pderefiner_ks(source: str | Path, split: str = "train", num_samples: in
     stride = int(stride)
     layout = (f'a group per split ({", ".join(SPLITS)}) with datasets "pde_<T>-<X>" (N, T, X), "dt" (N,), '
               f'"dx" (N,) and optionally "t" (N, T)')
-    try:
-        file = h5py.File(path, "r")
-    except OSError as err:
-        raise LayoutError(f"{path} is not a readable HDF5 file ({err}); expected LPSDA's layout: {layout}") from err
-    with file:
+    with open_hdf5(path, f"LPSDA's layout: {layout}") as file:
         if split not in file or not isinstance(file[split], h5py.Group):
             raise LayoutError(f"{path}: no group {split!r} among {sorted(file.keys())}; expected {layout} (pass "
                               f"split= one of the file's groups)")

@@ -45,14 +45,13 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-import h5py
 import numpy as np
 import torch
 from torch import Tensor
 
 from pdegen.pdes.kolmogorov import KolmogorovFlow, spectral_operators
 
-from ._common import ImportedData, LayoutError, existing, fourier_multiply, take
+from ._common import ImportedData, LayoutError, existing, fourier_multiply, open_hdf5, take
 
 SOURCE = ("SDA / pdediff Kolmogorov flow (Rozet & Louppe 2023, github.com/francois-rozet/sda; Shysheya et al. "
           "2024, github.com/cambridge-mlg/pdediff)")
@@ -125,11 +124,7 @@ def read_sda_kolmogorov(source: str | Path, num_samples: int | None = None, with
     if align not in ALIGNMENTS:
         raise ValueError(f"SDA Kolmogorov: align must be one of {ALIGNMENTS}, got {align!r}")
     layout = f'dataset "{dataset}" of shape (N, T, 2, R, R): trajectories of (u, v) on an R x R grid'
-    try:
-        file = h5py.File(path, "r")
-    except OSError as err:
-        raise LayoutError(f"{path} is not a readable HDF5 file ({err}); expected SDA's {layout}") from err
-    with file:
+    with open_hdf5(path, f"SDA's {layout}") as file:
         if dataset not in file:
             raise LayoutError(f"{path}: no dataset {dataset!r} among {sorted(file.keys())}; expected SDA's {layout}")
         data = file[dataset]
