@@ -135,17 +135,17 @@ def _teacher(module: nn.Module, hparams: dict[str, Any], state: dict[str, Tensor
     """The teacher section of config.json: the teacher checkpoint's class, hyperparameters and record, where
     its path sits in the student's hyperparameters and where its weights sit in the student's state dict.
     ``None`` for a module that names no teacher checkpoint."""
-    for path, prefix, _ in TEACHER_LOCATIONS:
-        source = _get(hparams, path)
-        if isinstance(source, str) and any(k.startswith(prefix) for k in state):
-            break
-    else:
+    location = next((entry for entry in TEACHER_LOCATIONS if isinstance(_get(hparams, entry[0]), str)
+                     and any(k.startswith(entry[1]) for k in state)), None)
+    if location is None:
         held = sorted({prefix for _, prefix, _ in TEACHER_LOCATIONS if any(k.startswith(prefix) for k in state)})
         if held:
             raise ValueError(f"{type(module).__name__} holds a teacher ({held[0]}*) that its hyperparameters do not "
                              "name as a checkpoint (it was given as a module): save_pretrained needs a student "
                              "built with `teacher: <checkpoint path>` so that the folder can rebuild it")
         return None
+    path, prefix, key_prefix = location
+    source = _get(hparams, path)
     checkpoint_path = Path(teacher if teacher is not None else source)
     if not checkpoint_path.is_file():
         raise FileNotFoundError(
@@ -155,15 +155,8 @@ def _teacher(module: nn.Module, hparams: dict[str, Any], state: dict[str, Tensor
     from pdegen.modules.checkpoints import _weights_only
 
     saved = torch.load(checkpoint_path, map_location="cpu", weights_only=_weights_only(checkpoint_path), mmap=True)
-    keys = set(saved["state_dict"])
-    for path_, prefix_, key_prefix_ in TEACHER_LOCATIONS:  # the location whose weights are the teacher's
-        if path_ != path:
-            continue
-        held = {key_prefix_ + k[len(prefix_):] for k in state if k.startswith(prefix_)}
-        if held == keys:
-            prefix, key_prefix = prefix_, key_prefix_
-            break
-    else:
+    held = {key_prefix + k[len(prefix):] for k in state if k.startswith(prefix)}
+    if held != set(saved["state_dict"]):
         raise ValueError(f"the weights of the teacher {os.fspath(checkpoint_path)!r} are not where "
                          f"{type(module).__name__} keeps its teacher: save_pretrained cannot make it stand alone")
     record = saved.get("pdegen", {})
@@ -274,10 +267,11 @@ def model_card(config: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def run_context(checkpoint: str | os.PathLike) -> dict[str, Any]:
-    """What a ``pdegen`` run folder says about a checkpoint in its ``checkpoints/``: the test metrics of
-    ``report/metrics.json`` (when that report evaluated this very checkpoint, or names none) and, for the
-    card, the training data (``config.yaml``'s ``data``), the seed, the steps and the settings hash."""
+def run_context(checkpoint: str | os.PathLike, saved: Mapping[str, Any]) -> dict[str, Any]:
+    """What a ``pdegen`` run folder says about a checkpoint in its ``checkpoints/`` (``saved``: its loaded
+    contents): the test metrics of ``report/metrics.json`` (when that report evaluated this very checkpoint,
+    or names none) and, for the card, the training data (``config.yaml``'s ``data``), the seed, the steps and
+    the settings hash."""
     import yaml
 
     checkpoint = Path(checkpoint).resolve()
@@ -312,7 +306,6 @@ def run_context(checkpoint: str | os.PathLike) -> dict[str, Any]:
         if config.get("seed_everything") is not None:
             training["seed_everything"] = config["seed_everything"]
         training["run config"] = os.fspath(configs[-1])
-    saved = torch.load(checkpoint, map_location="cpu", weights_only=True, mmap=True)
     if saved.get("global_step") is not None:
         training["training steps"] = saved["global_step"]
     if (saved.get("pdegen_run") or {}).get("config_sha256"):
@@ -384,10 +377,10 @@ def save_pretrained(module: nn.Module | str | os.PathLike, folder: str | os.Path
 
         path = Path(module)
         module = loaded if loaded is not None else load_checkpoint(path)
+        saved = torch.load(path, map_location="cpu", weights_only=_weights_only(path), mmap=True)
         if hparams is None:
-            saved = torch.load(path, map_location="cpu", weights_only=_weights_only(path), mmap=True)
             hparams = saved.get("hyper_parameters", {})
-        context = run_context(path)
+        context = run_context(path, saved)
         metrics = metrics if metrics is not None else context["metrics"]
         training = context["training"] | dict(training or {})
     config = make_config(module, teacher, training, metrics, hparams)
