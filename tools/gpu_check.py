@@ -244,11 +244,6 @@ def print_row(row: dict[str, Any]) -> None:
 # ----------------------------------------------------------------------------- helpers
 
 
-def synchronize(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
 def relative_difference(x: torch.Tensor, reference: torch.Tensor) -> float:
     """``max_c max |x_c - ref_c| / max |ref_c|`` over the channels (axis 1); nan where ``x`` is not finite."""
     x, reference = x.detach().to("cpu", torch.float64), reference.detach().to("cpu", torch.float64)
@@ -413,11 +408,9 @@ def check_teacher(args: argparse.Namespace, report: Report, sizes: Sizes) -> Non
                 optimizer.step()
                 losses.append(loss.detach())
 
-            synchronize(device)
-            start = time.perf_counter()
-            step(torch.Generator(device=device).manual_seed(args.seed))  # the same draws in every mode
-            synchronize(device)
-            figures["first_step_s"] = time.perf_counter() - start
+            figures["first_step_s"] = best_time(  # the same draws in every mode
+                lambda step=step: step(torch.Generator(device=device).manual_seed(args.seed)),
+                sync=device.type == "cuda")[0]
             # the U-Net's output layer starts at zero, so the first loss is the same in every precision; the
             # second (after one Adam step, ~lr · sign(gradient), from the same draws) compares them
             step(torch.Generator(device=device).manual_seed(args.seed + 1))
