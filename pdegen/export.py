@@ -23,7 +23,6 @@ import os
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
 
 import lightning as L
 import torch
@@ -209,29 +208,20 @@ def is_pointwise(module: nn.Module) -> bool:
     return getattr(module, "problem", None) is not None and hasattr(module, "net")
 
 
-def export_module(module: nn.Module, out: str | os.PathLike, formats: Sequence[str] = ("pt2",),
-                  **pretrained: Any) -> dict[str, Path]:
-    """Write ``module`` to ``out`` in each of ``formats``: a one-pass student as ``student.<suffix>``
-    (its :class:`OneStepSampler`), a PINN as ``pinn.<suffix>`` (its point-wise net; ``onnx`` only for
-    these), ``safetensors`` a student's weights, ``pretrained`` the folder ``out`` itself
-    (:func:`pdegen.pretrained.save_pretrained`, with ``pretrained`` its keyword arguments; written first, as
-    it must find ``out`` absent or empty; a module loaded from a checkpoint needs ``hparams``, the
-    checkpoint's, or use ``save_pretrained(checkpoint_path, out)``). Returns format -> path."""
-    unknown = [f for f in formats if f not in FORMATS]
+def export_module(module: nn.Module, out: str | os.PathLike, formats: Sequence[str] = ("pt2",)) -> dict[str, Path]:
+    """Write ``module`` to ``out`` in each of ``formats`` (of :data:`SUFFIXES`): a one-pass student as
+    ``student.<suffix>`` (its :class:`OneStepSampler`), a PINN as ``pinn.<suffix>`` (its point-wise net; ``onnx``
+    only for these), ``safetensors`` a student's weights (a pretrained folder is
+    :func:`pdegen.pretrained.save_pretrained`'s). Returns format -> path."""
+    unknown = [f for f in formats if f not in SUFFIXES]
     if unknown:
-        raise ValueError(f"unknown format {unknown[0]!r}: use {', '.join(FORMATS)}")
+        raise ValueError(f"unknown format {unknown[0]!r}: use {', '.join(SUFFIXES)}")
     out = Path(out)
     written: dict[str, Path] = {}
-    if "pretrained" in formats:
-        from pdegen.pretrained import save_pretrained
-
-        written["pretrained"] = save_pretrained(module, out, **pretrained)
     pointwise = is_pointwise(module)
-    if not pointwise and any(f != "pretrained" for f in formats):
+    if not pointwise and formats:
         OneStepSampler(module)  # refuses a module that does not sample in one pass, before anything is written
     for kind in formats:
-        if kind == "pretrained":
-            continue
         path = out / f"{'pinn' if pointwise else 'student'}{SUFFIXES[kind]}"
         if pointwise:
             example = pointwise_example(module)
