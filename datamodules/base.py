@@ -15,7 +15,7 @@ from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from pdegen.datagen import generate_dataset
-from pdegen.io import load_samples, read_info
+from pdegen.io import DatasetInfo, load_samples, read_info
 from pdegen.metrics import reference_residual_scales
 from pdegen.pdes import PDE
 from pdegen.seeding import seeded_generator
@@ -157,22 +157,21 @@ class PDEDataModule(L.LightningDataModule):
         bounds = [0, sizes[0], sizes[0] + sizes[1], info.num_samples]
         data = load_samples(self.path, dtype=torch.float64)[0] if self.in_memory else None  # read once
         for name, lo, hi in zip(("train", "val", "test"), bounds[:-1], bounds[1:]):
-            self.datasets[name] = self._samples(self.path, permutation[lo:hi], data)
+            self.datasets[name] = self._samples(info, permutation[lo:hi], data)
         del data
         if self.test_path is not None:
-            self.datasets["test"] = self._samples(self.test_path)
+            self.datasets["test"] = self._samples(read_info(self.test_path))
         if len(self.datasets["train"]) < 2:
             raise ValueError(f"the training split has {len(self.datasets['train'])} samples; raise num_samples")
 
-    def _samples(self, path: Path, rows: Tensor | None = None,
+    def _samples(self, info: DatasetInfo, rows: Tensor | None = None,
                  data: Tensor | None = None) -> TensorSamples | FileSamples:
-        """The samples ``rows`` (default: all) of the dataset file ``path``: read when asked, or, with
+        """The samples ``rows`` (default: all) of the dataset file ``info`` describes: read when asked, or, with
         ``in_memory``, taken from its whole ``data`` (read now if not given)."""
-        info = read_info(path)
         rows = torch.arange(info.num_samples) if rows is None else rows
         if self.in_memory:
-            return TensorSamples((load_samples(path, dtype=torch.float64)[0] if data is None else data)[rows])
-        return FileSamples(path, info.pde.channels, rows, info.pde.grid.shape)
+            return TensorSamples((load_samples(info.path, dtype=torch.float64)[0] if data is None else data)[rows])
+        return FileSamples(info.path, info.pde.channels, rows, info.pde.grid.shape)
 
     @functools.cached_property
     def normalizer_stats(self) -> tuple[Tensor, Tensor]:
