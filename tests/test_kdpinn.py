@@ -16,10 +16,10 @@ import pdegen
 from pdegen.callbacks import LatencyCallback
 from pdegen.cli import main
 from pdegen.export import onnx_runner, save_onnx, save_torchscript, to_torchscript
-from pdegen.modules.kdpinn import PINNDistillation, distillation_loss, gaussian_kl, load_pinn
+from pdegen.modules.kdpinn import PINNDistillation, coordinate_jacobian, distillation_loss, gaussian_kl, load_pinn
 from pdegen.modules.pinn import PINN, Causal, Collocation, Stages, causal_mean, reference_errors
 from pdegen.nets import CoordinateMLP
-from pdegen.pdes.pointwise import AllenCahnPINN, KovasznayFlow, TaylorGreenVortex
+from pdegen.pdes.pointwise import AllenCahnPINN, BurgersPINN, KovasznayFlow, TaylorGreenVortex
 
 
 def test_gaussian_kl_matches_torch_distributions():
@@ -43,7 +43,7 @@ def test_distillation_loss_is_the_equal_variance_gaussian_kl(variance):
 def test_coordinate_mlp_scales_its_domain_to_the_unit_box():
     net = CoordinateMLP(2, 1, width=8, depth=2)
     net.set_domain((0.0, -1.0), (4.0, 1.0))
-    first = net.layers[0]
+    first = net.hidden[0]
     seen = []
     first.register_forward_hook(lambda module, inputs, output: seen.append(inputs[0]))
     net(torch.tensor([[0.0, -1.0], [4.0, 1.0], [2.0, 0.0]]))
@@ -246,6 +246,12 @@ def test_bench_latency_tool_times_teacher_and_student_and_reports_their_errors(w
     assert accuracy["student"]["parameters"] < accuracy["teacher"]["parameters"] and accuracy["teacher"]["rel_l2"] > 0
     table = (workdir / "latency/latency.md").read_text()
     assert "| black_scholes | eager | 1 | 100 |" in table
+    rows = {(row["backend"], row["batch_size"]): row["student_median_ms"] for row in result["rows"]}
+    best = min(backends, key=lambda b: rows[b, 100])
+    assert result["summary"]["best_backend"] == best and result["summary"]["best_ms"] == rows[best, 100]
+    assert result["summary"]["eager_speedup"] == next(r["speedup"] for r in result["rows"]
+                                                      if r["backend"] == "eager" and r["batch_size"] == 100)
+    assert f"{best} at 100 |" in table
     with pytest.raises(SystemExit):
         tool.main(["--problems", "burgers"])  # no checkpoints: a clear parser error
 
@@ -329,3 +335,185 @@ def test_pt2_export_of_a_periodic_student_returns_the_eager_values_at_any_number
             queries = torch.rand(n, 3) * torch.tensor([6.28, 6.28, 1.0])
             torch.testing.assert_close(program(queries), net(queries), rtol=1e-6, atol=1e-7)
     assert [p.name for p in tmp_path.iterdir()] == ["student.pt2"], "one deployable file, no side files"
+
+
+@pytest.fixture(scope="module")
+def kovasznay_teacher(tmp_path_factory) -> str:
+    """A Kovasznay teacher checkpoint from its config, briefly trained (its values only need to be a fixed
+    smooth field)."""
+    folder = tmp_path_factory.mktemp("teacher")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.chdir(folder)
+        return str(folder / save_teacher())
+
+
+def test_coordinate_jacobian_of_a_linear_map_is_its_matrix_and_of_sine_its_cosine():
+    linear = torch.nn.Linear(3, 2).double()
+    coords = torch.randn(5, 3, dtype=torch.float64)
+    values, slopes = coordinate_jacobian(linear, coords, create_graph=False)
+    torch.testing.assert_close(values, linear(coords))
+    torch.testing.assert_close(slopes, linear.weight.expand(5, 2, 3))
+    values, slopes = coordinate_jacobian(lambda c: torch.sin(c[:, :1] * c[:, 1:]), coords[:, :2], True)
+    x, t = coords[:, 0], coords[:, 1]
+    torch.testing.assert_close(slopes[:, 0], torch.stack([t * torch.cos(x * t), x * torch.cos(x * t)], 1))
+    assert slopes.requires_grad and values.shape == (5, 1)  # create_graph: differentiable
+
+
+def test_derivative_matching_adds_the_gaussian_kl_of_the_slopes(kovasznay_teacher):
+    """A student equal to the teacher plus a small fast ripple: the value term barely sees it, the slope term
+    is (a·k)² / (2 v) per point; at derivative_weight 0 only the values count."""
+    distillation = PINNDistillation(kovasznay_teacher, num_points=4096, derivative_weight=2.0)
+    distillation.draw_points("sobol", seed=1)  # a student PINN does this
+    teacher = distillation.teacher
+    amplitude, k = 1e-3, 40.0
+    student = lambda c: teacher(c) + amplitude * torch.sin(k * c[:, :1])  # noqa: E731
+    coords, target, slopes = distillation.coords, distillation.target, distillation.target_slopes
+    assert slopes.shape == (4096, 3, 2) and distillation.slope_variance.shape == (3, 2)
+    pointwise = distillation.pointwise(student, coords, target, slopes, create_graph=False)
+    x = coords[:, 0].double()
+    values = 3 * (amplitude * torch.sin(k * x)) ** 2 / 2
+    ripple = (amplitude * k * torch.cos(k * x)) ** 2 / 2 * 3  # ∂x of every output, variance τ² = 1
+    torch.testing.assert_close(pointwise.double(), values + 2.0 * ripple, rtol=1e-3, atol=1e-9)
+    distillation.derivative_weight = 0.0
+    torch.testing.assert_close(distillation.pointwise(student, coords, target, slopes).double(), values,
+                               rtol=1e-3, atol=1e-12)
+
+
+def test_adaptive_points_gather_where_the_student_is_far_from_the_teacher(kovasznay_teacher):
+    distillation = PINNDistillation(kovasznay_teacher, num_points=2000, points="adaptive", resample_every=5,
+                                    pool=4)
+    distillation.draw_points("sobol", seed=1)
+    teacher = distillation.teacher
+    far = lambda c: (c[:, :1] > 0.7).to(c.dtype)  # noqa: E731  x in (0.7, 1]: a fifth of [-0.5, 1]
+    student = lambda c: teacher(c) + 0.5 * far(c)  # noqa: E731
+    first = distillation.coords.clone()
+    distillation.loss(student, step=3)
+    assert torch.equal(distillation.coords, first), "redrawn only every resample_every steps"
+    distillation.loss(student, step=5, frozen=True)
+    assert torch.equal(distillation.coords, first), "frozen (L-BFGS): the points stay"
+    distillation.loss(student, step=5)
+    share = float(far(distillation.coords).mean())
+    assert 0.45 < share < 0.75 and float(far(first).mean()) == pytest.approx(0.2, abs=0.02)
+    torch.testing.assert_close(distillation.target, teacher(distillation.coords))
+    distillation.points = "resampled"
+    distillation.loss(student, step=10)
+    assert float(far(distillation.coords).mean()) == pytest.approx(0.2, abs=0.03)
+    with pytest.raises(ValueError, match="unknown distillation points"):
+        PINNDistillation(kovasznay_teacher, points="rad")
+    with pytest.raises(ValueError, match="derivative_weight must be >= 0"):
+        PINNDistillation(kovasznay_teacher, derivative_weight=-1.0)
+
+
+def test_coordinate_mlp_embeddings_and_the_modified_mlp():
+    """Harmonics keep the periodic condition exact; Fourier features are seeded and periodic in their own
+    projection; the modified MLP gates each layer between its two encoders."""
+    problem = AllenCahnPINN(reference_resolution=64)
+    torch.manual_seed(0)
+    net = CoordinateMLP(2, 1, width=16, depth=2, periodic=[0], harmonics=4, fourier_features=8,
+                        fourier_scale=2.0, architecture="modified").double()
+    net.set_domain(problem.lower, problem.upper)
+    points = problem.sample_points(num_interior=4, num_condition=64, seed=0)["bc"].double()
+    assert problem.condition_residual("bc", points, net).abs().max() < 1e-12
+    assert net.embed(points).shape == (64, 1 + 2 * 4 + 2 * 8)
+    again = CoordinateMLP(2, 1, width=16, depth=2, periodic=[0], fourier_features=8, fourier_scale=2.0)
+    assert torch.equal(again.fourier, CoordinateMLP(2, 1, periodic=[0], fourier_features=8, fourier_scale=2.0).fourier)
+    coords = torch.rand(7, 2, dtype=torch.float64)
+    e = net.embed(coords)
+    u, v = torch.tanh(net.encoders[0](e)), torch.tanh(net.encoders[1](e))
+    h = e
+    for layer in net.hidden:
+        gate = torch.tanh(layer(h))
+        h = (1 - gate) * u + gate * v
+    torch.testing.assert_close(net(coords), net.output(h))
+    with pytest.raises(ValueError, match="unknown architecture"):
+        CoordinateMLP(2, 1, architecture="resnet")
+
+
+def test_hard_initial_condition_holds_exactly_and_needs_a_time_input_and_a_closed_form():
+    for problem in (AllenCahnPINN(reference_resolution=64), BurgersPINN()):
+        torch.manual_seed(0)
+        pinn = PINN(CoordinateMLP(2, 1, width=8, depth=2), problem, hard_initial_condition=True,
+                    collocation=Collocation(num_interior=64, num_condition=256))
+        ic = problem.condition_residual("ic", pinn.points["ic"], pinn.net)
+        assert ic.abs().max() < 1e-6 and pinn.physics_terms()["pde"] > 0, problem.name
+        late = pinn.points["pde"]
+        assert (pinn.net(late) - problem.initial_state(late)).abs().max() > 1e-3, "the network acts for t > 0"
+    with pytest.raises(ValueError, match="needs a time input"):
+        PINN(CoordinateMLP(2, 3), KovasznayFlow(), hard_initial_condition=True)
+    with pytest.raises(NotImplementedError, match="hard_initial_condition: false"):
+        PINN(CoordinateMLP(3, 3), TaylorGreenVortex(), hard_initial_condition=True)
+
+
+@pytest.mark.slow
+def test_aoti_package_returns_the_eager_values(tmp_path):
+    """The AOTInductor-compiled .pt2 (bench_latency's ``aoti`` backend) at point counts other than the traced."""
+    from pdegen.export import load_compiled, save_compiled
+
+    torch.manual_seed(0)
+    net = CoordinateMLP(2, 1, width=8, depth=2, periodic=[0]).eval()
+    run = load_compiled(save_compiled(net, torch.rand(16, 2), tmp_path / "net.pt2"))
+    for n in (1, 300):
+        coords = torch.rand(n, 2)
+        torch.testing.assert_close(run(coords), net(coords), rtol=1e-5, atol=1e-6)
+    with pytest.raises(ValueError, match=r"named \*.pt2"):
+        save_compiled(net, torch.rand(4, 2), tmp_path / "net.so")
+
+
+def test_pareto_front_keeps_the_rows_no_other_beats_in_both(load_tool):
+    pareto_front = load_tool("kdpinn_sweep").pareto_front
+    rows = [{"n": "a", "rel_l2": 1e-2, "best_ms": 0.2}, {"n": "b", "rel_l2": 5e-3, "best_ms": 0.5},
+            {"n": "c", "rel_l2": 6e-3, "best_ms": 0.6}, {"n": "d", "rel_l2": 1e-2, "best_ms": 0.3},
+            {"n": "e", "rel_l2": 2e-3, "best_ms": 2.0}]
+    assert [r["n"] for r in pareto_front(rows)] == ["a", "b", "e"]  # c: b beats it; d: a is as good and faster
+
+
+def test_kdpinn_sweep_trains_each_size_scores_it_and_draws_the_front(workdir, load_tool, capsys):
+    teacher = workdir / save_teacher("black_scholes")
+    tool = load_tool("kdpinn_sweep")
+    arguments = ["--problem", "black_scholes", "--teacher", str(teacher), "--depths", "1", "--widths", "4", "8",
+                 "--activations", "tanh", "--backends", "eager", "--repeats", "2", "--warmup", "0", "--points", "100",
+                 "--jobs", "1", "--out", "sweep", "--", *TINY_RUN, FEW_DISTILLATION_POINTS]
+    result = tool.main(arguments)
+    rows = {(r["depth"], r["width"]): r for r in result["rows"]}
+    assert set(rows) == {(1, 4), (1, 8)} and rows[1, 4]["parameters"] < rows[1, 8]["parameters"]
+    student = load_pinn(workdir / "sweep/d1_w8_tanh/checkpoints/last.ckpt", teacher=teacher)
+    assert student.net.hidden[0].out_features == 8 and rows[1, 8]["rel_l2"] == float(
+        student.reference_errors()["rel_l2"])
+    assert result["front"] == [tool.name(r["depth"], r["width"], "tanh") for r in tool.pareto_front(result["rows"])]
+    assert (workdir / "sweep/sweep.png").stat().st_size > 0
+    assert "| d1_w8_tanh |" in (workdir / "sweep/sweep.md").read_text()
+    capsys.readouterr()
+    tool.main(arguments)
+    assert "d1_w4_tanh: reused\nd1_w8_tanh: reused" in capsys.readouterr().out
+
+
+def test_oscillation_counts_zigzags_and_not_a_smooth_decrease(load_tool):
+    tool = load_tool("kdpinn_experiments")
+    oscillation, physics_loss = tool.oscillation, tool.physics_loss
+    smooth = [(s, 10 ** (-s / 1000)) for s in range(3000)]
+    zigzag = [(s, 10 ** (-s / 1000) * (2.0 if s % 2 else 1.0)) for s in range(3000)]
+    assert oscillation(smooth)["mean_abs_dlog10"] == pytest.approx(1e-3) and oscillation(smooth)["rises"] == 0
+    assert oscillation(zigzag)["mean_abs_dlog10"] > 0.25 and oscillation(zigzag)["rises"] == pytest.approx(0.5, 0.01)
+    series = {"train/pde": [(0, 1.0), (1, 0.5)], "train/ic": [(0, 2.0), (1, 1.0), (2, 0.1)]}
+    assert physics_loss(series, ["pde", "ic"], {"ic": 10.0}) == [(0, 21.0), (1, 10.5)]
+
+
+def test_kdpinn_experiments_ablation_and_extrapolation(workdir, load_tool):
+    teacher = workdir / save_teacher("burgers")
+    tool = load_tool("kdpinn_experiments")
+    result = tool.main(["ablation", "--problem", "burgers", "--teacher", str(teacher), "--out", "experiments", "--",
+                        *TINY_RUN, FEW_DISTILLATION_POINTS])
+    plain, distilled = result["variants"]["w_kd_0"], result["variants"]["w_kd_schedule"]
+    assert len(plain["physics_loss"]) == len(distilled["physics_loss"]) == 12, "every step's physics loss"
+    hparams = (workdir / "experiments/ablation/burgers/w_kd_0/logs/version_0/hparams.yaml").read_text()
+    assert "distill_weights:\n    - 0.0\n    - 0.0" in hparams
+    assert (workdir / "experiments/ablation/burgers/ablation.png").stat().st_size > 0
+    main(["fit", "--config", str(KDPINN_CONFIGS / "burgers_student.yaml"), *TINY_RUN, FEW_DISTILLATION_POINTS])
+    (row,) = tool.main(["ood", "--runs", "runs/kdpinn", "--problems", "burgers", "--out", "experiments"])
+    problem = BurgersPINN()
+    coords = tool.slab(problem, 0.5, points_per_axis=10)
+    assert coords[:, 1].min() == 1.0 and coords[:, 1].max() == 1.5 and coords[:, 0].min() == -1.0
+    assert row["extended"] == "t" and 0 < row["mild"]["student"] and 0 < row["hard"]["teacher"]
+    assert "| burgers | t |" in (workdir / "experiments/ood/ood.md").read_text()
+    with pytest.raises(ValueError, match="t in"):
+        AllenCahnPINN(reference_resolution=64).reference(tool.slab(AllenCahnPINN(), 0.1, points_per_axis=4))

@@ -143,7 +143,7 @@ def test_an_existing_folder_is_refused_unless_overwriting(tmp_path, pinn):
     pdegen.save_pretrained(pinn, folder)
     before = (folder / "model.safetensors").read_bytes()
     with torch.no_grad():
-        pinn.net.layers[0].weight.add_(1.0)
+        pinn.net.hidden[0].weight.add_(1.0)
     with pytest.raises(FileExistsError, match="not empty.*overwrite=True"):
         pdegen.save_pretrained(pinn, folder)
     assert (folder / "model.safetensors").read_bytes() == before

@@ -5,11 +5,13 @@
 
 Train them first (per problem): ``pdegen fit --config lightning_configs/kdpinn/<problem>_teacher.yaml`` then
 ``..._student.yaml``. For every problem, backend (eager PyTorch, frozen TorchScript, ONNX Runtime with the
-``onnx`` extra), thread count (1, and 0 = all cores) and batch size (points per query), teacher and student
-are timed on the same points: ``warmup`` untimed calls, then ``repeats`` timed ones, median and p90 ms.
-Speed-up = teacher median / student median. Accuracy: relative L2 and RMSE against the problem's reference
-on the teacher's evaluation grid. Exported networks are checked against eager on 1,000 points. Writes
-``latency.md`` and ``latency.json`` under ``--out``.
+``onnx`` extra and its graph optimisations, ``torch.compile`` with Inductor's fused C++ kernels, or the
+AOTInductor-compiled ``torch.export`` package ``aoti``), thread count (1, and 0 = all cores) and batch size
+(points per query), teacher and student are timed on the same points, in float32: ``warmup`` untimed calls,
+then ``repeats`` timed ones, median and p90 ms. Speed-up = teacher median / student median. Accuracy: relative
+L2 and RMSE against the problem's reference on the teacher's evaluation grid. Exported networks are checked
+against eager on 1,000 points. The summary gives, per problem, the student's fastest backend at each size.
+Writes ``latency.md`` and ``latency.json`` under ``--out``.
 """
 
 from __future__ import annotations
@@ -25,14 +27,14 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from pdegen.benchmarking import latency_ms, torch_threads  # noqa: E402
-from pdegen.export import onnx_runner, save_onnx, to_torchscript  # noqa: E402
+from pdegen.export import load_compiled, onnx_runner, save_compiled, save_onnx, to_torchscript  # noqa: E402
 from pdegen.io import write_text_atomic  # noqa: E402
 from pdegen.modules import PINN  # noqa: E402
 from pdegen.modules.kdpinn import load_pinn  # noqa: E402
 from pdegen.modules.pinn import reference_errors  # noqa: E402
 from pdegen.pdes.pointwise import PROBLEMS  # noqa: E402
 
-BACKENDS = ("eager", "torchscript", "onnx")
+BACKENDS = ("eager", "torchscript", "onnx", "compile", "aoti")
 
 
 def checkpoints(runs: Path, problem: str) -> tuple[Path, Path]:
@@ -40,15 +42,22 @@ def checkpoints(runs: Path, problem: str) -> tuple[Path, Path]:
 
 
 def export(net: torch.nn.Module, backend: str, example: torch.Tensor, out: Path):
-    """``net`` as ``backend`` runs it: itself (eager), its frozen TorchScript, or the path of its ONNX file."""
+    """``net`` as ``backend`` runs it: itself (eager), its frozen TorchScript, ``torch.compile`` of it (dynamic
+    shapes, compiled on first call), or the path of its ONNX file or AOTInductor package."""
     if backend == "eager":
         return net
+    if backend == "compile":
+        return torch.compile(net, dynamic=True)
+    if backend == "aoti":
+        return save_compiled(net, example, out.with_suffix(".pt2"))
     return to_torchscript(net, example) if backend == "torchscript" else save_onnx(net, example, out)
 
 
 def runner(exported, backend: str, threads: int):
     """A function coords -> values of an :func:`export` (an ONNX Runtime session needs its thread count)."""
-    return onnx_runner(exported, threads) if backend == "onnx" else exported
+    if backend == "onnx":
+        return onnx_runner(exported, threads)
+    return load_compiled(exported) if backend == "aoti" else exported
 
 
 def accuracy(teacher: PINN, student: PINN) -> dict[str, dict[str, float]]:
@@ -94,9 +103,38 @@ def bench_problem(problem: str, args: argparse.Namespace) -> dict:
     return result
 
 
+def summary(result: dict) -> dict:
+    """The issue's headline figures for one problem, at one thread: the eager speed-up at the largest batch,
+    and the student's fastest backend (median ms) at the largest batch and at the smallest."""
+    rows = [r for r in result["rows"] if r["threads"] == 1]
+    if not rows:
+        return {}
+    large, small = max(r["batch_size"] for r in rows), min(r["batch_size"] for r in rows)
+    fastest = {n: min((r for r in rows if r["batch_size"] == n), key=lambda r: r["student_median_ms"])
+               for n in (large, small)}
+    eager = [r["speedup"] for r in rows if r["backend"] == "eager" and r["batch_size"] == large]
+    return {"points": large, "eager_speedup": eager[0] if eager else None,
+            "best_backend": fastest[large]["backend"], "best_ms": fastest[large]["student_median_ms"],
+            "best_p90_ms": fastest[large]["student_p90_ms"], "small_points": small,
+            "small_backend": fastest[small]["backend"], "small_ms": fastest[small]["student_median_ms"],
+            "small_p90_ms": fastest[small]["student_p90_ms"]}
+
+
 def markdown(results: list[dict], args: argparse.Namespace) -> str:
-    lines = [f"# KD-PINN latency and accuracy ({args.repeats} timed runs after {args.warmup} warm-up; median, p90 ms)",
-             "", "| problem | teacher rel. L2 | student rel. L2 | ratio | teacher RMSE | student RMSE "
+    lines = ["# KD-PINN: the headline (1 thread)", "",
+             "| problem | teacher rel. L2 | student rel. L2 | student / teacher | eager speed-up | student, fastest "
+             "backend: median (p90) ms | student at the fewest points: median (p90) ms |",
+             "|---|---|---|---|---|---|---|"]
+    for r in results:
+        t, s, h = r["accuracy"]["teacher"], r["accuracy"]["student"], r.get("summary") or summary(r)
+        if h:
+            speedup = f"{h['eager_speedup']:.1f}× at {h['points']}" if h["eager_speedup"] else "–"
+            lines.append(f"| {r['problem']} | {t['rel_l2']:.3g} | {s['rel_l2']:.3g} | {s['rel_l2'] / t['rel_l2']:.2f} "
+                         f"| {speedup} | {h['best_ms']:.3f} ({h['best_p90_ms']:.3f}), {h['best_backend']} at "
+                         f"{h['points']} | {h['small_ms']:.4f} ({h['small_p90_ms']:.4f}), {h['small_backend']} at "
+                         f"{h['small_points']} |")
+    lines += ["", f"# KD-PINN latency and accuracy ({args.repeats} timed runs after {args.warmup} warm-up; median, "
+              "p90 ms)", "", "| problem | teacher rel. L2 | student rel. L2 | ratio | teacher RMSE | student RMSE "
              "| teacher params | student params |", "|---|---|---|---|---|---|---|---|"]
     for r in results:
         t, s = r["accuracy"]["teacher"], r["accuracy"]["student"]
@@ -134,6 +172,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
         parser.error(f"no trained teacher and student for {missing or 'any problem'} under {args.runs}: run "
                      "pdegen fit --config lightning_configs/kdpinn/<problem>_teacher.yaml, then _student.yaml")
     results = [bench_problem(problem, args) for problem in problems]
+    for result in results:
+        result["summary"] = summary(result)
     table = markdown(results, args)
     write_text_atomic(args.out / "latency.md", table)
     write_text_atomic(args.out / "latency.json", json.dumps(results, indent=2))

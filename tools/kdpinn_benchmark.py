@@ -50,21 +50,29 @@ def stage_arguments(role: str, scale: str, extra: list[str]) -> list[str]:
     return CPU_SCALE["both"] + (CPU_SCALE["student"] if role == "student" else []) + extra
 
 
+def fit(config: Path, arguments: list[str], log: Path, cwd: Path, threads: int) -> int:
+    """One ``pdegen fit --config config --overwrite=true *arguments`` in a subprocess in ``cwd`` on ``threads``
+    threads, its output in ``log``; its exit code."""
+    env = os.environ | {"OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
+    command = [sys.executable, "-m", "pdegen.cli", "fit", "--config", str(config), "--overwrite=true", *arguments]
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with open(log, "w") as stream:
+        return subprocess.run(command, cwd=cwd, env=env, stdout=stream, stderr=subprocess.STDOUT).returncode
+
+
 def train(problem: str, args: argparse.Namespace) -> str:
     """Fit the teacher, then the student, of ``problem`` (finished stages skipped); returns a status line."""
     logs = args.out / "logs"
-    env = os.environ | {"OMP_NUM_THREADS": str(args.threads), "MKL_NUM_THREADS": str(args.threads)}
     for role in ("teacher", "student"):
         done = logs / f"{problem}_{role}.done"
         if done.is_file():
             continue
-        command = [sys.executable, "-m", "pdegen.cli", "fit", "--config", str(CONFIGS / f"{problem}_{role}.yaml"),
-                   "--overwrite=true", *stage_arguments(role, args.scale, args.extra)]  # a stage not done: redone
-        with open(logs / f"{problem}_{role}.log", "w") as log:
-            result = subprocess.run(command, cwd=args.out, env=env, stdout=log, stderr=subprocess.STDOUT)
-        if result.returncode:
-            return f"{problem}: {role} failed (exit {result.returncode}), see {logs / f'{problem}_{role}.log'}"
-        done.write_text(" ".join(command) + "\n")
+        arguments = stage_arguments(role, args.scale, args.extra)  # a stage not done: redone
+        code = fit(CONFIGS / f"{problem}_{role}.yaml", arguments, logs / f"{problem}_{role}.log", args.out,
+                   args.threads)
+        if code:
+            return f"{problem}: {role} failed (exit {code}), see {logs / f'{problem}_{role}.log'}"
+        done.write_text(" ".join(arguments) + "\n")
     return f"{problem}: teacher and student trained"
 
 

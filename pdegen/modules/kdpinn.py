@@ -49,16 +49,39 @@ def load_pinn(path: str | os.PathLike, teacher: str | os.PathLike | None = None)
     return load_module(PINN, path, **overrides).eval().requires_grad_(False)
 
 
+POINTS = ("fixed", "resampled", "adaptive")
+
+
+def coordinate_jacobian(net: nn.Module, coords: Tensor, create_graph: bool) -> tuple[Tensor, Tensor]:
+    """``net`` at ``coords`` ``(N, d)`` and its first derivatives there ``(N, k, d)`` (∂ output_k / ∂ coord_j,
+    in the problem's units), by autograd; ``create_graph`` keeps them differentiable for training."""
+    with torch.enable_grad():
+        points = coords.detach().requires_grad_(True)
+        values = net(points)
+        rows = [torch.autograd.grad(values[:, k].sum(), points, create_graph=create_graph, retain_graph=True)[0]
+                for k in range(values.shape[1])]
+    return values, torch.stack(rows, 1)
+
+
 class PINNDistillation(nn.Module):
     """The KD-PINN part of a student :class:`~pdegen.modules.PINN`: a frozen teacher PINN (its network stays in
     eval mode; its problem is the student's) and the distillation term.
 
-    Loss at step s: w_d(s)·KD + w_p(s)·(the student's physics terms), where KD is :func:`distillation_loss`
-    between student and teacher on ``num_points`` points of the domain (drawn once, by the student's
-    collocation sampling). The weights move linearly from ``distill_weights[0]`` / ``physics_weights[0]`` to
-    ``[1]`` over ``schedule_steps``: distillation dominates early, physics later. The variance of the
-    Gaussians is τ² (``variance="temperature"``, τ = ``temperature``) or τ² times each output's variance over
-    the distillation points (``"output"``, which balances outputs of different scale, e.g. u, v and p).
+    Loss at step s: w_d(s)·KD + w_p(s)·(the student's physics terms). KD is :func:`distillation_loss` between
+    student and teacher on ``num_points`` points of the domain, plus ``derivative_weight`` times the same
+    Gaussian KL between their first derivatives in every coordinate (Sobolev distillation: the student then
+    inherits the derivatives its residual is made of). The weights move linearly from ``distill_weights[0]`` /
+    ``physics_weights[0]`` to ``[1]`` over ``schedule_steps``: distillation dominates early, physics later.
+    The variance of the Gaussians is τ² (``variance="temperature"``, τ = ``temperature``) or τ² times each
+    output's (and each derivative's) variance over the first distillation points (``"output"``, which
+    balances outputs and derivatives of different scale, e.g. u, v and p).
+
+    Distillation ``points``: ``"fixed"`` (drawn once by the student's collocation sampling), ``"resampled"``
+    (fresh uniform points every ``resample_every`` Adam steps) or ``"adaptive"`` (every ``resample_every``
+    steps, ``num_points`` drawn from ``pool`` × as many uniform candidates with probability ∝ e/mean(e) + 1,
+    e the student's pointwise distillation loss: denser where the student is furthest from the teacher, as in
+    residual-based adaptive distribution (Wu et al. 2023)). The points are frozen during L-BFGS, which needs a
+    deterministic loss.
 
     Args:
         teacher: checkpoint of the trained teacher :class:`~pdegen.modules.PINN`.
@@ -66,12 +89,19 @@ class PINNDistillation(nn.Module):
 
     def __init__(self, teacher: str, temperature: float = 1.0, variance: str = "temperature",
                  num_points: int = 8192, distill_weights: tuple[float, float] = (1.0, 0.1),
-                 physics_weights: tuple[float, float] = (0.01, 1.0), schedule_steps: int = 2000) -> None:
+                 physics_weights: tuple[float, float] = (0.01, 1.0), schedule_steps: int = 2000,
+                 derivative_weight: float = 0.0, points: str = "fixed", resample_every: int = 10,
+                 pool: int = 4) -> None:
         super().__init__()
         if variance not in VARIANCES:
             raise ValueError(f"unknown variance {variance!r}: use one of {VARIANCES}")
-        if not temperature > 0 or num_points < 1 or schedule_steps < 0:
-            raise ValueError("temperature must be > 0, num_points >= 1 and schedule_steps >= 0")
+        if points not in POINTS:
+            raise ValueError(f"unknown distillation points {points!r}: use one of {POINTS}")
+        if not temperature > 0 or num_points < 1 or schedule_steps < 0 or resample_every < 1 or pool < 1:
+            raise ValueError("temperature must be > 0, num_points, resample_every and pool >= 1 and "
+                             "schedule_steps >= 0")
+        if not derivative_weight >= 0:
+            raise ValueError(f"derivative_weight must be >= 0, got {derivative_weight}")
         weights = (*distill_weights, *physics_weights)
         if len(weights) != 4 or min(weights) < 0 or max(distill_weights) + max(physics_weights) == 0:
             raise ValueError(f"distill_weights and physics_weights are (start, end) pairs >= 0, not all zero; got "
@@ -81,26 +111,69 @@ class PINNDistillation(nn.Module):
         self.temperature, self.variance, self.num_points = float(temperature), variance, int(num_points)
         self.distill_weights, self.physics_weights = tuple(distill_weights), tuple(physics_weights)
         self.schedule_steps = schedule_steps
+        self.derivative_weight, self.points, self.resample_every, self.pool = (float(derivative_weight), points,
+                                                                             int(resample_every), int(pool))
+        self.generator: torch.Generator | None = None
 
     def draw_points(self, sampling: str, seed: int) -> None:
-        """The distillation points (``sampling``, ``seed``), the teacher there and the Gaussians' variance."""
-        generator = torch.Generator().manual_seed(seed)
-        coords = sample_box(self.problem.lower, self.problem.upper, self.num_points, sampling, generator)
-        with torch.no_grad():
-            target = self.teacher(coords)
-        scale = target.var(0) if self.variance == "output" else torch.ones(target.shape[1])
-        self.register_buffer("coords", coords)
-        self.register_buffer("target", target)
+        """The first distillation points (``sampling``, ``seed``), the teacher there and the Gaussians'
+        variances; later draws (``resampled``, ``adaptive``) continue from ``seed``."""
+        self.generator = torch.Generator().manual_seed(seed)
+        coords = sample_box(self.problem.lower, self.problem.upper, self.num_points, sampling, self.generator)
+        self._set_points(coords)
+        target, slopes = self.target, self.target_slopes
+        output = self.variance == "output"
+        scale = target.var(0) if output else torch.ones(target.shape[1])
+        slope_scale = slopes.var(0) if output else torch.ones(slopes.shape[1:])
         self.register_buffer("gaussian_variance", self.temperature**2 * scale.clamp_min(1e-12))
+        self.register_buffer("slope_variance", self.temperature**2 * slope_scale.clamp_min(1e-12))
+
+    def _set_points(self, coords: Tensor) -> None:
+        """Distil on ``coords`` from now on: the teacher's values (and slopes) there."""
+        if self.derivative_weight or not hasattr(self, "target_slopes"):
+            target, slopes = coordinate_jacobian(self.teacher, coords, create_graph=False)
+        else:
+            with torch.no_grad():
+                target, slopes = self.teacher(coords), self.target_slopes[:0]
+        device = self.target.device if hasattr(self, "target") else coords.device
+        self.register_buffer("coords", coords.to(device))
+        self.register_buffer("target", target.detach().to(device))
+        self.register_buffer("target_slopes", slopes.detach().to(device))
 
     def train(self, mode: bool = True) -> PINNDistillation:
         super().train(mode)
         self.teacher.eval()  # frozen
         return self
 
-    def loss(self, student: nn.Module) -> Tensor:
-        """:func:`distillation_loss` of ``student`` against the teacher on the distillation points."""
-        return distillation_loss(student(self.coords), self.target, self.gaussian_variance)
+    def pointwise(self, student: nn.Module, coords: Tensor, target: Tensor, slopes: Tensor,
+                  create_graph: bool = True) -> Tensor:
+        """The distillation loss of ``student`` at each point ``(N,)``: Σ_outputs of the Gaussian KL of the
+        values, plus ``derivative_weight`` × that of the first derivatives."""
+        if not self.derivative_weight:
+            return ((student(coords) - target).square() / (2 * self.gaussian_variance)).sum(1)
+        values, student_slopes = coordinate_jacobian(student, coords, create_graph)
+        loss = ((values - target).square() / (2 * self.gaussian_variance)).sum(1)
+        return loss + self.derivative_weight * ((student_slopes - slopes).square()
+                                                / (2 * self.slope_variance)).sum((1, 2))
+
+    def loss(self, student: nn.Module, step: int = 0, frozen: bool = False) -> Tensor:
+        """The mean distillation loss of ``student`` on the distillation points, redrawn first when
+        ``points`` is not ``fixed``, ``step`` is a multiple of ``resample_every`` and not ``frozen``."""
+        if self.points != "fixed" and not frozen and step and step % self.resample_every == 0:
+            self._set_points(self._draw(student).to(self.coords.dtype))
+        return self.pointwise(student, self.coords, self.target, self.target_slopes).mean()
+
+    def _draw(self, student: nn.Module) -> Tensor:
+        """New distillation points: uniform (``resampled``) or adaptive to the student's error."""
+        lower, upper = self.problem.lower, self.problem.upper
+        if self.points == "resampled":
+            return sample_box(lower, upper, self.num_points, "uniform", self.generator)
+        candidates = sample_box(lower, upper, self.pool * self.num_points, "uniform", self.generator)
+        target, slopes = (coordinate_jacobian(self.teacher, candidates, create_graph=False)
+                          if self.derivative_weight else (self.teacher(candidates).detach(), None))
+        error = self.pointwise(student, candidates, target.detach(), slopes, create_graph=False).detach()
+        density = error / error.mean().clamp_min(1e-30) + 1
+        return candidates[torch.multinomial(density, self.num_points, replacement=False, generator=self.generator)]
 
     def weights_at(self, step: int, physics: dict[str, float]) -> dict[str, float]:
         """The ``distill`` weight at optimizer step ``step`` and the ``physics`` weights scaled by the

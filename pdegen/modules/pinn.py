@@ -47,6 +47,29 @@ def causal_mean(squared: Tensor, t: Tensor, t_range: tuple[float, float], chunks
     return (weights * losses).mean(), weights
 
 
+class InitialConditionAnsatz(nn.Module):
+    """u(z) = u₀(z) + τ·net(z), τ = (t − t₀) / (t₁ − t₀) the time scaled to [0, 1] over the problem's interval
+    and u₀ the problem's :meth:`~pdegen.pdes.pointwise.PointwiseProblem.initial_state`: the initial condition
+    holds exactly, by construction (Lagaris et al. 1998), and the network learns only the change from it."""
+
+    def __init__(self, net: nn.Module, problem: PointwiseProblem) -> None:
+        super().__init__()
+        if "t" not in problem.inputs:
+            raise ValueError(f"hard_initial_condition needs a time input, but {problem.name} has {problem.inputs}")
+        problem.initial_state(torch.zeros(1, len(problem.inputs)))  # raises for a problem without one
+        self.net, self.problem, self.axis = net, problem, problem.inputs.index("t")
+        self.in_features, self.out_features = len(problem.inputs), len(problem.outputs)
+        self.start, self.duration = problem.lower[self.axis], problem.upper[self.axis] - problem.lower[self.axis]
+
+    def set_domain(self, lower: tuple[float, ...], upper: tuple[float, ...]) -> None:
+        if hasattr(self.net, "set_domain"):
+            self.net.set_domain(lower, upper)
+
+    def forward(self, coords: Tensor) -> Tensor:
+        elapsed = (coords[:, self.axis:self.axis + 1] - self.start) / self.duration
+        return self.problem.initial_state(coords) + elapsed * self.net(coords)
+
+
 @dataclass(frozen=True)
 class Collocation:
     """Where the residuals are evaluated: ``num_interior`` interior points and ``num_condition`` points per
@@ -112,6 +135,8 @@ class PINN(L.LightningModule):
         problem: the point-wise problem (:mod:`pdegen.pdes.pointwise`); ``None``: the teacher's, with
             ``distillation``.
         distillation: the frozen teacher and the distillation term (``None``: a plain PINN).
+        hard_initial_condition: build the problem's initial state into the network
+            (:class:`InitialConditionAnsatz`); its ``ic`` term is then zero and can be weighted 0.
         seed: seed of the collocation points (round r of resampling: ``seed + r``) and, ``seed + 1``, of
             the distillation points.
     """
@@ -119,19 +144,21 @@ class PINN(L.LightningModule):
     def __init__(self, net: nn.Module, problem: PointwiseProblem | None = None,
                  distillation: PINNDistillation | None = None, condition_weights: dict[str, float] | None = None,
                  collocation: Collocation = Collocation(), stages: Stages = Stages(), causal: Causal = Causal(),
-                 num_eval_points: int = 10000, seed: int = 0, optimizer: OptimizerCallable = torch.optim.Adam,
+                 hard_initial_condition: bool = False, num_eval_points: int = 10000, seed: int = 0,
+                 optimizer: OptimizerCallable = torch.optim.Adam,
                  lr_scheduler: LRSchedulerCallable | None = None) -> None:
         super().__init__()
         save_init_arguments(self, inspect.currentframe())
         self.problem = self._problem(problem, distillation)
-        self.net, self.distillation = net, distillation
+        self.net = InitialConditionAnsatz(net, self.problem) if hard_initial_condition else net
+        self.distillation = distillation
         self.collocation, self.stages, self.causal = collocation, stages, causal
         if self.causal.epsilon and "t" not in self.problem.inputs:
             raise ValueError(f"causal epsilon > 0 weights time slices, but {self.problem.name} has no time input "
                              f"(inputs {self.problem.inputs}); set causal: {{epsilon: 0}}")
         self.condition_weights = self._check(self.problem, net, condition_weights)
-        if hasattr(net, "set_domain"):
-            net.set_domain(self.problem.lower, self.problem.upper)
+        if hasattr(self.net, "set_domain"):
+            self.net.set_domain(self.problem.lower, self.problem.upper)
         self.num_eval_points, self.seed = num_eval_points, seed
         self.optimizer, self.lr_scheduler = optimizer, lr_scheduler
         self.automatic_optimization = False
@@ -225,7 +252,8 @@ class PINN(L.LightningModule):
         if self.distillation is None:
             return self.physics_terms()
         terms = self.physics_terms() if self.term_weights()["pde"] > 0 else {}
-        return terms | {"distill": self.distillation.loss(self.net)}
+        distill = self.distillation.loss(self.net, self.global_step, frozen=self.in_lbfgs_stage)
+        return terms | {"distill": distill}
 
     def term_weights(self) -> dict[str, float]:
         """The weight of each loss term at the current step."""

@@ -1,4 +1,5 @@
-"""A coordinate MLP u_θ(x, t, ...) for PINNs: inputs scaled to [-1, 1] inside the network."""
+"""A coordinate MLP u_θ(x, t, ...) for PINNs: inputs scaled to [-1, 1] inside the network, optional periodic
+and Fourier-feature embeddings, and the plain or the modified (gated) MLP."""
 
 from __future__ import annotations
 
@@ -7,43 +8,70 @@ import math
 import torch
 from torch import Tensor, nn
 
-ACTIVATIONS = {"tanh": nn.Tanh, "silu": nn.SiLU}
+
+class Sine(nn.Module):
+    """sin(x), the SIREN-style activation."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        return torch.sin(x)
+
+
+ACTIVATIONS = {"tanh": nn.Tanh, "silu": nn.SiLU, "gelu": nn.GELU, "sin": Sine}
+ARCHITECTURES = ("mlp", "modified")
 
 
 class CoordinateMLP(nn.Module):
     """``forward(coords: (N, in_features)) -> (N, out_features)``: ``depth`` hidden layers of ``width``
-    units with ``activation`` (tanh, the PINN default, or SiLU), Xavier-initialised.
+    units with ``activation`` (tanh, the PINN default; SiLU, GELU or sin), Xavier-initialised.
 
-    The coordinates are mapped affinely from the box ``[lower, upper]`` to [-1, 1] by buffers inside
-    the network (:meth:`set_domain`), so an exported network takes physical coordinates. Each input
-    listed in ``periodic`` (indices) enters as ``(cos πz, sin πz)`` of its scaled value z, so the network
-    and all its derivatives take equal values at ``lower`` and ``upper`` of that coordinate: a periodic
-    boundary condition holds exactly, by construction.
+    The coordinates are mapped affinely from the box ``[lower, upper]`` to [-1, 1] by buffers inside the
+    network (:meth:`set_domain`), so an exported network takes physical coordinates z. Embeddings, in order:
+
+    - each input listed in ``periodic`` (indices) enters as ``(cos kπz, sin kπz)`` for k = 1..``harmonics``,
+      so the network and all its derivatives take equal values at ``lower`` and ``upper`` of that coordinate:
+      a periodic boundary condition holds exactly, by construction;
+    - ``fourier_features`` > 0 adds ``(cos 2πBz, sin 2πBz)`` of the other inputs, B ``(fourier_features, d)``
+      fixed Gaussian with standard deviation ``fourier_scale`` (Tancik et al. 2020; seeded by ``seed``);
+      the raw inputs are kept beside them.
+
+    ``architecture="modified"`` is the modified MLP of Wang, Teng & Perdikaris (2021): two encoders
+    U = σ(W_u e), V = σ(W_v e) of the embedding e gate every hidden layer, h ← (1 − g) ⊙ U + g ⊙ V with
+    g = σ(W h + b); it costs two extra layers' work and fits multi-scale solutions (sharp fronts) better.
     """
 
     def __init__(self, in_features: int, out_features: int, width: int = 64, depth: int = 4,
-                 activation: str = "tanh", periodic: list[int] | tuple[int, ...] = ()) -> None:
+                 activation: str = "tanh", periodic: list[int] | tuple[int, ...] = (), harmonics: int = 1,
+                 fourier_features: int = 0, fourier_scale: float = 1.0, architecture: str = "mlp",
+                 seed: int = 0) -> None:
         super().__init__()
-        if min(in_features, out_features, width, depth) < 1:
-            raise ValueError(f"in_features, out_features, width and depth must be >= 1, got "
-                             f"{in_features}, {out_features}, {width}, {depth}")
+        if min(in_features, out_features, width, depth, harmonics) < 1 or fourier_features < 0:
+            raise ValueError(f"in_features, out_features, width, depth and harmonics must be >= 1 and "
+                             f"fourier_features >= 0, got {in_features}, {out_features}, {width}, {depth}, "
+                             f"{harmonics}, {fourier_features}")
         if activation not in ACTIVATIONS:
             raise ValueError(f"unknown activation {activation!r}: use one of {sorted(ACTIVATIONS)}")
+        if architecture not in ARCHITECTURES:
+            raise ValueError(f"unknown architecture {architecture!r}: use one of {ARCHITECTURES}")
         if len(set(periodic)) != len(periodic) or not all(0 <= i < in_features for i in periodic):
             raise ValueError(f"periodic must list distinct input indices in [0, {in_features}), got {list(periodic)}")
+        if fourier_features and not (math.isfinite(fourier_scale) and fourier_scale > 0):
+            raise ValueError(f"fourier_scale must be a finite number > 0, got {fourier_scale}")
         self.in_features, self.out_features = in_features, out_features
         self.periodic = sorted(periodic)
         self.aperiodic = [i for i in range(in_features) if i not in self.periodic]
-        sizes = [in_features + len(self.periodic)] + [width] * depth
-        layers: list[nn.Module] = []
-        for fan_in, fan_out in zip(sizes[:-1], sizes[1:]):
-            layers += [nn.Linear(fan_in, fan_out), ACTIVATIONS[activation]()]
-        layers.append(nn.Linear(sizes[-1], out_features))
-        self.layers = nn.Sequential(*layers)
-        for layer in self.layers:
-            if isinstance(layer, nn.Linear):
-                nn.init.xavier_normal_(layer.weight)
-                nn.init.zeros_(layer.bias)
+        self.architecture = architecture
+        self.register_buffer("harmonics", torch.arange(1, harmonics + 1, dtype=torch.float32))  # exact in any dtype
+        gaussian = torch.randn(len(self.aperiodic), fourier_features, generator=torch.Generator().manual_seed(seed))
+        self.register_buffer("fourier", 2 * math.pi * fourier_scale * gaussian if self.aperiodic else gaussian[:0])
+        embedded = len(self.aperiodic) + 2 * harmonics * len(self.periodic) + 2 * self.fourier.shape[1]
+        sizes = [embedded] + [width] * depth
+        self.hidden = nn.ModuleList(nn.Linear(fan_in, fan_out) for fan_in, fan_out in zip(sizes[:-1], sizes[1:]))
+        self.activation = ACTIVATIONS[activation]()
+        self.encoders = nn.ModuleList(nn.Linear(embedded, width) for _ in range(2 if architecture == "modified" else 0))
+        self.output = nn.Linear(sizes[-1], out_features)
+        for layer in (*self.hidden, *self.encoders, self.output):
+            nn.init.xavier_normal_(layer.weight)
+            nn.init.zeros_(layer.bias)
         self.register_buffer("center", torch.zeros(in_features))
         self.register_buffer("half_width", torch.ones(in_features))
 
@@ -55,14 +83,34 @@ class CoordinateMLP(nn.Module):
         self.center.copy_((hi + lo) / 2)
         self.half_width.copy_((hi - lo) / 2)
 
-    def forward(self, coords: Tensor) -> Tensor:
+    def embed(self, coords: Tensor) -> Tensor:
+        """The scaled coordinates and their periodic and Fourier embeddings ``(N, embedded)``."""
         if coords.ndim != 2 or coords.shape[1] != self.in_features:
             raise ValueError(f"expected coordinates (N, {self.in_features}), got {tuple(coords.shape)}")
         scaled = (coords - self.center.to(coords.dtype)) / self.half_width.to(coords.dtype)
+        if not self.periodic and not self.fourier.shape[1]:
+            return scaled
+        parts = [scaled[:, self.aperiodic]]
         if self.periodic:
-            angle = math.pi * scaled[:, self.periodic]
-            scaled = torch.cat([scaled[:, self.aperiodic], torch.cos(angle), torch.sin(angle)], dim=1)
-        return self.layers(scaled)
+            angle = math.pi * (scaled[:, self.periodic, None] * self.harmonics.to(coords.dtype)).flatten(1)
+            parts += [torch.cos(angle), torch.sin(angle)]
+        if self.fourier.shape[1]:
+            projected = parts[0] @ self.fourier.to(coords.dtype)
+            parts += [torch.cos(projected), torch.sin(projected)]
+        return torch.cat(parts, dim=1)
+
+    def forward(self, coords: Tensor) -> Tensor:
+        embedded = self.embed(coords)
+        h = embedded
+        if self.architecture == "modified":
+            u, v = (self.activation(encoder(embedded)) for encoder in self.encoders)
+            for layer in self.hidden:
+                gate = self.activation(layer(h))
+                h = u + gate * (v - u)
+        else:
+            for layer in self.hidden:
+                h = self.activation(layer(h))
+        return self.output(h)
 
     @property
     def num_parameters(self) -> int:

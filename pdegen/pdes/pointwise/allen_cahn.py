@@ -93,6 +93,10 @@ class AllenCahnPINN(PointwiseProblem):
         return {"diffusion": self.diffusion, "reference_resolution": self.reference_resolution,
                 "reference_dt": self.reference_dt}
 
+    def initial_state(self, coords: Tensor) -> Tensor:
+        """``x² cos(πx)`` ``(N, 1)``."""
+        return initial_state(coords[:, :1])
+
     def pde_residual(self, coords: Tensor, fn: Field) -> Tensor:
         """``u_t - d u_xx + 5u³ - 5u`` ``(N, 1)`` by autograd."""
         self.check_coords(coords)
@@ -113,7 +117,7 @@ class AllenCahnPINN(PointwiseProblem):
         ``[u(-1, t) - u(1, t), u_x(-1, t) - u_x(1, t)]`` ``(N, 2)`` at the points' t (their x is not used)."""
         self.check_coords(coords)
         if name == "ic":
-            return fn(coords) - initial_state(coords[:, :1])
+            return fn(coords) - self.initial_state(coords)
         if name == "bc":
             t = coords[:, 1:]
             ends = with_grad(torch.cat([torch.cat([-torch.ones_like(t), t], 1), torch.cat([torch.ones_like(t), t], 1)]))

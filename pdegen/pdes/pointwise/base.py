@@ -100,6 +100,13 @@ class PointwiseProblem(abc.ABC):
     def reference(self, coords: Tensor) -> Tensor:
         """The reference solution ``(N, k)`` (float64) at ``coords`` ``(N, d)``."""
 
+    def initial_state(self, coords: Tensor) -> Tensor:
+        """The prescribed state ``(N, k)`` at the first time, as a function of the points' space coordinates
+        (their time is not read), for networks that build the initial condition in; a problem with no such
+        closed form raises."""
+        raise NotImplementedError(f"{self.name} has no closed-form initial state to build into the network; "
+                                  f"set hard_initial_condition: false")
+
     def align(self, coords: Tensor, prediction: Tensor) -> Tensor:
         """``prediction`` ``(N, k)`` at ``coords`` made comparable with :meth:`reference` before errors are
         taken: unchanged here; a problem whose solution is fixed only up to a gauge (a pressure constant)

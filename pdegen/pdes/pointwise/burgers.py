@@ -92,6 +92,10 @@ class BurgersPINN(PointwiseProblem):
     def params(self) -> dict:
         return {"viscosity": self.viscosity, "quadrature_points": self.quadrature_points}
 
+    def initial_state(self, coords: Tensor) -> Tensor:
+        """``-sin(πx)`` ``(N, 1)``."""
+        return -torch.sin(math.pi * coords[:, :1])
+
     def pde_residual(self, coords: Tensor, fn: Field) -> Tensor:
         """``u_t + u u_x - ν u_xx`` ``(N, 1)`` by autograd."""
         self.check_coords(coords)
@@ -114,7 +118,7 @@ class BurgersPINN(PointwiseProblem):
         given points."""
         self.check_coords(coords)
         if name == "ic":
-            return fn(coords) + torch.sin(math.pi * coords[:, :1])
+            return fn(coords) - self.initial_state(coords)
         if name == "bc":
             return fn(coords)
         raise self.unknown(name)
