@@ -24,7 +24,8 @@ SCRIPTS = sorted(TOOLS.glob("*.py"))
 RUN_ELSEWHERE = {"compare_piddm": "test_compare_piddm.py", "jensen_gap": "test_jensen_gap.py",
                  "bench_latency": "test_kdpinn.py", "kdpinn_benchmark": "test_kdpinn.py",
                  "compare_forecast": "test_compare_forecast.py", "bench_loading": "test_streaming.py",
-                 "gpu_check": "test_gpu_check.py"}
+                 "gpu_check": "test_gpu_check.py", "kdpinn_sweep": "test_kdpinn.py",
+                 "kdpinn_experiments": "test_kdpinn.py"}
 RUN_BY_TOOL = {"tune_guidance": "compare_piddm"}  # imported and run by that tool, itself run by a test
 # benchmarks whose tiny setting costs well under a few seconds on one CPU thread: they run here
 SMOKE_ARGS = {
