@@ -130,15 +130,15 @@ class PINNDistillation(nn.Module):
 
     def _set_points(self, coords: Tensor) -> None:
         """Distil on ``coords`` from now on: the teacher's values (and slopes) there."""
+        coords = coords.to(next(self.teacher.parameters()).device)
         if self.derivative_weight or not hasattr(self, "target_slopes"):
             target, slopes = coordinate_jacobian(self.teacher, coords, create_graph=False)
         else:
             with torch.no_grad():
                 target, slopes = self.teacher(coords), self.target_slopes[:0]
-        device = self.target.device if hasattr(self, "target") else coords.device
-        self.register_buffer("coords", coords.to(device))
-        self.register_buffer("target", target.detach().to(device))
-        self.register_buffer("target_slopes", slopes.detach().to(device))
+        self.register_buffer("coords", coords)
+        self.register_buffer("target", target.detach())
+        self.register_buffer("target_slopes", slopes.detach())
 
     def train(self, mode: bool = True) -> PINNDistillation:
         super().train(mode)
@@ -163,17 +163,20 @@ class PINNDistillation(nn.Module):
             self._set_points(self._draw(student).to(self.coords.dtype))
         return self.pointwise(student, self.coords, self.target, self.target_slopes).mean()
 
+    @torch.no_grad()
     def _draw(self, student: nn.Module) -> Tensor:
         """New distillation points: uniform (``resampled``) or adaptive to the student's error."""
         lower, upper = self.problem.lower, self.problem.upper
         if self.points == "resampled":
             return sample_box(lower, upper, self.num_points, "uniform", self.generator)
         candidates = sample_box(lower, upper, self.pool * self.num_points, "uniform", self.generator)
+        candidates = candidates.to(self.coords.device)
         target, slopes = (coordinate_jacobian(self.teacher, candidates, create_graph=False)
-                          if self.derivative_weight else (self.teacher(candidates).detach(), None))
-        error = self.pointwise(student, candidates, target.detach(), slopes, create_graph=False).detach()
+                          if self.derivative_weight else (self.teacher(candidates), None))
+        error = self.pointwise(student, candidates, target.detach(), slopes, create_graph=False).detach().cpu()
         density = error / error.mean().clamp_min(1e-30) + 1
-        return candidates[torch.multinomial(density, self.num_points, replacement=False, generator=self.generator)]
+        chosen = torch.multinomial(density, self.num_points, replacement=False, generator=self.generator)
+        return candidates[chosen.to(candidates.device)]
 
     def weights_at(self, step: int, physics: dict[str, float]) -> dict[str, float]:
         """The ``distill`` weight at optimizer step ``step`` and the ``physics`` weights scaled by the

@@ -74,7 +74,8 @@ class InitialConditionAnsatz(nn.Module):
 class Collocation:
     """Where the residuals are evaluated: ``num_interior`` interior points and ``num_condition`` points per
     condition (``ic``, ``bc``, ...), drawn by ``sampling`` (``sobol`` or ``uniform``), fixed or redrawn every
-    ``resample_every_n_epochs`` epochs (0: fixed)."""
+    ``resample_every_n_epochs`` epochs of the Adam stage (0: fixed; L-BFGS keeps the last set, as its line
+    search and curvature pairs need one loss)."""
 
     num_interior: int = 8192
     num_condition: int = 1024
@@ -214,7 +215,7 @@ class PINN(L.LightningModule):
 
     def on_train_epoch_start(self) -> None:
         every = self.collocation.resample_every_n_epochs
-        if every and self.current_epoch and self.current_epoch % every == 0:
+        if every and self.current_epoch and self.current_epoch % every == 0 and not self.in_lbfgs_stage:
             self._draw_points(round_=self.current_epoch // every)
 
     def train_dataloader(self) -> DataLoader:
