@@ -182,7 +182,8 @@ def test_every_problem_trains_teacher_and_student_through_the_cli(problem, workd
     student_config = str(KDPINN_CONFIGS / f"{problem}_student.yaml")
     student = main(["fit", "--config", student_config, *TINY_RUN, FEW_DISTILLATION_POINTS])
     assert isinstance(student.model.distillation, PINNDistillation)
-    assert student.model.net.num_parameters < teacher.model.net.num_parameters / 10
+    size = lambda cli: sum(p.numel() for p in cli.model.net.parameters())  # noqa: E731
+    assert size(student) < size(teacher) / 10
     tested = main(["test", "--config", student_config, "--ckpt_path", "last", FEW_DISTILLATION_POINTS,
                    "--model.init_args.num_eval_points=400", "--trainer.callbacks.init_args.repeats=3",
                    "--trainer.callbacks.init_args.warmup=1"])
@@ -192,9 +193,8 @@ def test_every_problem_trains_teacher_and_student_through_the_cli(problem, workd
     with torch.no_grad():
         teacher = model.distillation.teacher
         teacher_prediction = teacher(coords.to(next(teacher.parameters()).dtype)).double()
-    theirs = reference_errors(model.problem, coords, teacher_prediction, reference)["rel_l2"]
     assert float(metrics["test/rel_l2"]) == pytest.approx(float(ours), rel=1e-5), "the student's error is logged"
-    assert float(ours) != pytest.approx(float(theirs), rel=1e-3), "not its teacher's"
+    assert (model.predict_points(coords) - teacher_prediction).abs().max() > 1e-4, "a network other than its teacher"
     targets, points = model.latency_targets(7), model.latency_points(7)
     with torch.no_grad():
         torch.testing.assert_close(targets["teacher"](), model.distillation.teacher(points), rtol=0, atol=0)
