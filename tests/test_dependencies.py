@@ -16,7 +16,7 @@ from packaging.requirements import Requirement
 tomllib = pytest.importorskip("tomllib")
 
 ROOT = Path(__file__).resolve().parents[1]
-LOCAL = {"pdegen", "datamodules", "bench_latency", "tune_guidance", "conftest", "tests"}  # tools/ import their siblings
+LOCAL = {"pdegen", "datamodules", "conftest", "tests"} | {p.stem for p in (ROOT / "tools").glob("*.py")}  # siblings
 NOT_INSTALLED = {"torch_fidelity": "torch-fidelity", "lpips": "lpips"}  # optional extras absent here
 
 
