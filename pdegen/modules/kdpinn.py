@@ -22,11 +22,19 @@ def gaussian_kl(mean_p: Tensor, var_p: Tensor | float, mean_q: Tensor, var_q: Te
     return 0.5 * ((var_q / var_p).log() + (var_p + (mean_p - mean_q).square()) / var_q - 1)
 
 
+def pointwise_kl(student: Tensor, teacher: Tensor, variance: Tensor | float = 1.0) -> Tensor:
+    """Per point ``(N,)``: Σ over the other dimensions of KL(N(teacher, v) ‖ N(student, v)) for predictions
+    ``(N, ...)`` (values ``(N, k)``, derivatives ``(N, k, d)``), with the same variance ``v`` (a scalar τ², or one
+    per entry, broadcast) for both: it reduces to the weighted squared error (student − teacher)² / (2 v), which
+    is what is computed."""
+    error = (student - teacher).square() / (2 * torch.as_tensor(variance, dtype=student.dtype))
+    return error.flatten(1).sum(1)
+
+
 def distillation_loss(student: Tensor, teacher: Tensor, variance: Tensor | float = 1.0) -> Tensor:
-    """Mean over points of Σ_outputs KL(N(teacher, v) ‖ N(student, v)) for predictions ``(N, k)``, with the
-    same variance ``v`` (a scalar τ², or one per output) for both: it reduces to the weighted MSE
-    Σ_k (student_k − teacher_k)² / (2 v_k), which is what is computed."""
-    return ((student - teacher).square() / (2 * torch.as_tensor(variance, dtype=student.dtype))).sum(1).mean()
+    """Mean over points of Σ_outputs KL(N(teacher, v) ‖ N(student, v)) for predictions ``(N, k)``
+    (:func:`pointwise_kl`)."""
+    return pointwise_kl(student, teacher, variance).mean()
 
 
 def load_pinn(path: str | os.PathLike, teacher: str | os.PathLike | None = None):
@@ -150,11 +158,10 @@ class PINNDistillation(nn.Module):
         """The distillation loss of ``student`` at each point ``(N,)``: Σ_outputs of the Gaussian KL of the
         values, plus ``derivative_weight`` × that of the first derivatives."""
         if not self.derivative_weight:
-            return ((student(coords) - target).square() / (2 * self.gaussian_variance)).sum(1)
+            return pointwise_kl(student(coords), target, self.gaussian_variance)
         values, student_slopes = coordinate_jacobian(student, coords, create_graph)
-        loss = ((values - target).square() / (2 * self.gaussian_variance)).sum(1)
-        return loss + self.derivative_weight * ((student_slopes - slopes).square()
-                                                / (2 * self.slope_variance)).sum((1, 2))
+        return (pointwise_kl(values, target, self.gaussian_variance)
+                + self.derivative_weight * pointwise_kl(student_slopes, slopes, self.slope_variance))
 
     def loss(self, student: nn.Module, step: int = 0, frozen: bool = False) -> Tensor:
         """The mean distillation loss of ``student`` on the distillation points, redrawn first when
