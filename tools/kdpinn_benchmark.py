@@ -54,29 +54,31 @@ def stage_arguments(problem: str, role: str, scale: str, extra: list[str]) -> li
             + PROBLEM_CPU_SCALE.get((problem, role), []) + extra)
 
 
-def fit(config: Path, arguments: list[str], log: Path, cwd: Path, threads: int) -> int:
+def fit(config: Path, arguments: list[str], log: Path, done: Path, cwd: Path, threads: int) -> int | None:
     """One ``pdegen fit --config config --overwrite=true *arguments`` in a subprocess in ``cwd`` on ``threads``
-    threads, its output in ``log``; its exit code."""
+    threads, its output in ``log``, unless its ``done`` marker says it finished (None: reused); the exit code
+    otherwise, the marker written (with the arguments) on success. A run not done is redone from the start."""
+    if done.is_file():
+        return None
     env = os.environ | {"OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
     command = [sys.executable, "-m", "pdegen.cli", "fit", "--config", str(config), "--overwrite=true", *arguments]
     log.parent.mkdir(parents=True, exist_ok=True)
     with open(log, "w") as stream:
-        return subprocess.run(command, cwd=cwd, env=env, stdout=stream, stderr=subprocess.STDOUT).returncode
+        code = subprocess.run(command, cwd=cwd, env=env, stdout=stream, stderr=subprocess.STDOUT).returncode
+    if not code:
+        done.write_text(" ".join(arguments) + "\n")
+    return code
 
 
 def train(problem: str, args: argparse.Namespace) -> str:
     """Fit the teacher, then the student, of ``problem`` (finished stages skipped); returns a status line."""
     logs = args.out / "logs"
     for role in args.roles:
-        done = logs / f"{problem}_{role}.done"
-        if done.is_file():
-            continue
-        arguments = stage_arguments(problem, role, args.scale, args.extra)  # a stage not done: redone
-        code = fit(CONFIGS / f"{problem}_{role}.yaml", arguments, logs / f"{problem}_{role}.log", args.out,
-                   args.threads)
+        log = logs / f"{problem}_{role}.log"
+        code = fit(CONFIGS / f"{problem}_{role}.yaml", stage_arguments(problem, role, args.scale, args.extra), log,
+                   logs / f"{problem}_{role}.done", args.out, args.threads)
         if code:
-            return f"{problem}: {role} failed (exit {code}), see {logs / f'{problem}_{role}.log'}"
-        done.write_text(" ".join(arguments) + "\n")
+            return f"{problem}: {role} failed (exit {code}), see {log}"
     return f"{problem}: {' and '.join(args.roles)} trained"
 
 

@@ -89,12 +89,10 @@ def ablation(args: argparse.Namespace) -> dict:
         folder = out / variant
         arguments = [f"--model.init_args.distillation.teacher={args.teacher}", f"--trainer.default_root_dir={folder}",
                      "--trainer.log_every_n_steps=1", *overrides, *args.extra]
-        if not (folder / "done").is_file():
-            code = kdpinn_benchmark.fit(kdpinn_benchmark.CONFIGS / f"{args.problem}_student.yaml", arguments,
-                                        folder / "fit.log", args.out, args.threads)
-            if code:
-                raise SystemExit(f"{variant} failed (exit {code}), see {folder / 'fit.log'}")
-            (folder / "done").write_text(" ".join(arguments) + "\n")
+        code = kdpinn_benchmark.fit(kdpinn_benchmark.CONFIGS / f"{args.problem}_student.yaml", arguments,
+                                    folder / "fit.log", folder / "done", args.out, args.threads)
+        if code:
+            raise SystemExit(f"{variant} failed (exit {code}), see {folder / 'fit.log'}")
         student = load_pinn(folder / "checkpoints/last.ckpt", teacher=args.teacher)
         series = read_log(folder)
         curve = physics_loss(series, terms, weights)

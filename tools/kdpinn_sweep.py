@@ -46,19 +46,17 @@ def name(depth: int, width: int, activation: str) -> str:
 def train(size: tuple[int, int, str], args: argparse.Namespace) -> str:
     """Fit the student of ``size`` (reused when done); a status line."""
     folder = args.out / name(*size)
-    done = folder / "done"
-    if done.is_file():
-        return f"{folder.name}: reused"
     depth, width, activation = size
     net = "--model.init_args.net.init_args"
     arguments = [f"--model.init_args.distillation.teacher={args.teacher}", f"{net}.depth={depth}",
                  f"{net}.width={width}", f"{net}.activation={activation}", f"--trainer.default_root_dir={folder}",
                  *args.extra]
     code = kdpinn_benchmark.fit(kdpinn_benchmark.CONFIGS / f"{args.problem}_student.yaml", arguments,
-                                folder / "fit.log", args.out, args.threads)
+                                folder / "fit.log", folder / "done", args.out, args.threads)
+    if code is None:
+        return f"{folder.name}: reused"
     if code:
         return f"{folder.name}: failed (exit {code}), see {folder / 'fit.log'}"
-    done.write_text(" ".join(arguments) + "\n")
     return f"{folder.name}: trained"
 
 
