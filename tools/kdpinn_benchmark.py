@@ -93,6 +93,10 @@ def main(argv: list[str] | None = None) -> list[dict]:
     parser.add_argument("--threads", type=int, default=1, help="threads per training process")
     parser.add_argument("--roles", nargs="+", choices=("teacher", "student"), default=["teacher", "student"],
                         help="the stages to train (teachers alone first, e.g.); the latency bench runs after both")
+    parser.add_argument("--backends", nargs="+", choices=bench_latency.BACKENDS,
+                        default=[b for b in bench_latency.BACKENDS
+                                 if b != "onnx" or importlib.util.find_spec("onnxruntime")],
+                        help="latency backends (default: all, ONNX Runtime when installed)")
     parser.add_argument("--repeats", type=int, default=100, help="timed runs per latency figure")
     parser.add_argument("--warmup", type=int, default=10, help="untimed runs before them")
     args = parser.parse_args(argv[:argv.index("--")] if "--" in argv else argv)
@@ -109,11 +113,9 @@ def main(argv: list[str] | None = None) -> list[dict]:
         raise SystemExit("some stages failed: " + "; ".join(s for s in statuses if not s.endswith("trained")))
     if "student" not in args.roles:
         return []
-    backends = ["eager", "torchscript", "compile", "aoti"] + (["onnx"] if importlib.util.find_spec("onnxruntime")
-                                                              else [])
     return bench_latency.main(["--problems", *sorted(trained), "--runs", str(args.out / "runs/kdpinn"),
-                               "--backends", *backends, "--repeats", str(args.repeats), "--warmup", str(args.warmup),
-                               "--out", str(args.out / "latency")])
+                               "--backends", *args.backends, "--repeats", str(args.repeats),
+                               "--warmup", str(args.warmup), "--out", str(args.out / "latency")])
 
 
 if __name__ == "__main__":
