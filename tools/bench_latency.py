@@ -126,7 +126,7 @@ def markdown(results: list[dict], args: argparse.Namespace) -> str:
              "backend: median (p90) ms | student at the fewest points: median (p90) ms |",
              "|---|---|---|---|---|---|---|"]
     for r in results:
-        t, s, h = r["accuracy"]["teacher"], r["accuracy"]["student"], r.get("summary") or summary(r)
+        t, s, h = r["accuracy"]["teacher"], r["accuracy"]["student"], r["summary"]
         if h:
             speedup = f"{h['eager_speedup']:.1f}× at {h['points']}" if h["eager_speedup"] else "–"
             lines.append(f"| {r['problem']} | {t['rel_l2']:.3g} | {s['rel_l2']:.3g} | {s['rel_l2'] / t['rel_l2']:.2f} "

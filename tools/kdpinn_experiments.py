@@ -103,9 +103,10 @@ def ablation(args: argparse.Namespace) -> dict:
             "oscillation_adam": oscillation(adam), "physics_loss": curve,
             "val_rel_l2": series.get("val/rel_l2", [])}
     write_text_atomic(out / "ablation.json", json.dumps(result, indent=2))
-    write_text_atomic(out / "ablation.md", ablation_markdown(result))
+    table = ablation_markdown(result)
+    write_text_atomic(out / "ablation.md", table)
     ablation_plot(result, out / "ablation.png")
-    print(ablation_markdown(result))
+    print(table)
     return result
 
 
@@ -152,8 +153,7 @@ def slab(problem, fraction: float, points_per_axis: int = 100) -> torch.Tensor:
     lower, upper = list(problem.lower), list(problem.upper)
     span = upper[-1] - lower[-1]
     lower[-1], upper[-1] = upper[-1], upper[-1] + fraction * span
-    axes = [torch.linspace(lo, hi, points_per_axis, dtype=torch.float64) for lo, hi in zip(lower, upper)]
-    return torch.stack(torch.meshgrid(*axes, indexing="ij"), dim=-1).reshape(-1, len(axes))
+    return problem.grid(points_per_axis, tuple(lower), tuple(upper))
 
 
 def ood(args: argparse.Namespace) -> list[dict]:
@@ -178,9 +178,10 @@ def ood(args: argparse.Namespace) -> list[dict]:
         results.append(row)
     out = args.out / "ood"
     write_text_atomic(out / "ood.json", json.dumps(results, indent=2))
-    write_text_atomic(out / "ood.md", ood_markdown(results, args))
+    table = ood_markdown(results, args)
+    write_text_atomic(out / "ood.md", table)
     ood_plot(results, out / "ood.png", args)
-    print(ood_markdown(results, args))
+    print(table)
     return results
 
 

@@ -84,7 +84,6 @@ def pareto_front(rows: list[dict], error: str = "rel_l2", cost: str = "best_ms")
 
 def score(sizes: list[tuple[int, int, str]], args: argparse.Namespace) -> dict:
     teacher = load_pinn(args.teacher)
-    coords, _ = teacher.evaluation_points()
     points = {n: teacher.latency_points(n) for n in sorted({1, args.points})}
     example = teacher.latency_points(1000)
     teacher_errors = {k: float(v) for k, v in teacher.reference_errors().items()}

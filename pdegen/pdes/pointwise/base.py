@@ -138,11 +138,14 @@ class PointwiseProblem(abc.ABC):
         return {name: (self.pde_residual(coords, fn) if name == "pde" else self.condition_residual(name, coords, fn))
                 for name, coords in points.items()}
 
-    def grid(self, points_per_axis: int | tuple[int, ...]) -> Tensor:
-        """A tensor-product grid ``(prod n, d)`` over the domain, the first coordinate varying slowest
-        (evaluation points for errors against :meth:`reference` and for figures)."""
+    def grid(self, points_per_axis: int | tuple[int, ...], lower: tuple[float, ...] | None = None,
+             upper: tuple[float, ...] | None = None) -> Tensor:
+        """A tensor-product grid ``(prod n, d)`` over the domain (or the box ``[lower, upper]``, e.g. beyond it),
+        the first coordinate varying slowest (evaluation points for errors against :meth:`reference` and for
+        figures)."""
         counts = (points_per_axis,) * len(self.inputs) if isinstance(points_per_axis, int) else points_per_axis
-        axes = [torch.linspace(lo, hi, n, dtype=torch.float64) for lo, hi, n in zip(self.lower, self.upper, counts)]
+        lower, upper = lower or self.lower, upper or self.upper
+        axes = [torch.linspace(lo, hi, n, dtype=torch.float64) for lo, hi, n in zip(lower, upper, counts)]
         return torch.stack(torch.meshgrid(*axes, indexing="ij"), dim=-1).reshape(-1, len(axes))
 
     def unknown(self, name: str) -> ValueError:
