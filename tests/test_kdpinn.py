@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import math
 import pickle
 from pathlib import Path
 
@@ -427,6 +428,22 @@ def test_coordinate_mlp_embeddings_and_the_modified_mlp():
     torch.testing.assert_close(net(coords), net.output(h))
     with pytest.raises(ValueError, match="unknown architecture"):
         CoordinateMLP(2, 1, architecture="resnet")
+    fresh = CoordinateMLP(2, 1, width=16, depth=2, periodic=[0], harmonics=4, fourier_features=8,
+                          fourier_scale=2.0, architecture="modified").double()
+    fresh.load_state_dict(net.state_dict())  # the folded embedding follows the loaded domain
+    torch.testing.assert_close(fresh(coords), net(coords))
+
+
+def test_coordinate_mlp_folded_embedding_is_the_scaled_coordinates_and_their_cosines_and_sines():
+    net = CoordinateMLP(3, 2, periodic=[1], harmonics=2, fourier_features=3, fourier_scale=0.5)
+    net.set_domain((-1.0, 0.0, 2.0), (3.0, 2 * math.pi, 4.0))
+    net.double()  # refolds in float64 (float32 maps cast up would be off by ~1e-8)
+    coords = torch.rand(5, 3, dtype=torch.float64) * torch.tensor([4.0, 2 * math.pi, 2.0]) + torch.tensor([-1.0, 0, 2])
+    z = (coords - net.center) / net.half_width
+    angle = math.pi * z[:, 1:2] * torch.tensor([1.0, 2.0], dtype=torch.float64)
+    projected = z[:, [0, 2]] @ net.fourier
+    expected = torch.cat([z[:, [0, 2]], angle.cos(), angle.sin(), projected.cos(), projected.sin()], dim=1)
+    torch.testing.assert_close(net.embed(coords), expected, rtol=1e-12, atol=1e-12)
 
 
 def test_hard_initial_condition_holds_exactly_and_needs_a_time_input_and_a_closed_form():

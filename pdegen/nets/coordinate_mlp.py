@@ -7,6 +7,7 @@ import math
 
 import torch
 from torch import Tensor, nn
+from torch.nn import functional as F
 
 
 class Sine(nn.Module):
@@ -33,6 +34,12 @@ class CoordinateMLP(nn.Module):
     - ``fourier_features`` > 0 adds ``(cos 2πBz, sin 2πBz)`` of the other inputs, B ``(fourier_features, d)``
       fixed Gaussian with standard deviation ``fourier_scale`` (Tancik et al. 2020; seeded by ``seed``);
       the raw inputs are kept beside them.
+
+    The scaling and both embeddings are affine in the physical coordinates, so the network computes them as
+    two matrix products (folded from the buffers by :meth:`set_domain` and after a state dict loads): the
+    scaled aperiodic inputs, and every angle whose cosine is a feature (a sine is cos(θ − π/2)). An exported
+    graph then holds two GEMMs and one cosine where the gathers, broadcasts and reshapes they replace cost
+    ONNX Runtime about 0.35 ms of a 3 × 16 student's 1.1 ms at 10,000 points on one thread.
 
     ``architecture="modified"`` is the modified MLP of Wang, Teng & Perdikaris (2021): two encoders
     U = σ(W_u e), V = σ(W_v e) of the embedding e gate every hidden layer, h ← (1 − g) ⊙ U + g ⊙ V with
@@ -75,6 +82,8 @@ class CoordinateMLP(nn.Module):
             nn.init.zeros_(layer.bias)
         self.register_buffer("center", torch.zeros(in_features))
         self.register_buffer("half_width", torch.ones(in_features))
+        self.register_load_state_dict_post_hook(_fold_after_load)
+        self._fold_embedding()
 
     def set_domain(self, lower: tuple[float, ...], upper: tuple[float, ...]) -> None:
         """Scale inputs from the box ``[lower, upper]`` to [-1, 1]."""
@@ -83,22 +92,42 @@ class CoordinateMLP(nn.Module):
             raise ValueError(f"domain must give {self.in_features} lower < upper bounds, got {lower} and {upper}")
         self.center.copy_((hi + lo) / 2)
         self.half_width.copy_((hi - lo) / 2)
+        self._fold_embedding()
+
+    def _fold_embedding(self) -> None:
+        """The affine maps ``embed`` applies, from the domain, the harmonics and the Fourier matrix:
+        ``linear_weight`` ``(aperiodic, d)`` / ``linear_bias`` give the scaled aperiodic inputs, ``angle_weight``
+        / ``angle_bias`` the angles [πk z_periodic, πk z_periodic − π/2, 2πBz, 2πBz − π/2] (cosines and sines in
+        the order of the features)."""
+        dtype = self.center.dtype
+        inverse, center = 1 / self.half_width.double(), self.center.double()
+        scale = torch.eye(self.in_features, dtype=torch.float64) * inverse  # z ↦ (z − c) / h is z @ scale − c·scale
+        keep = scale[:, self.aperiodic]
+        periodic = (scale[:, self.periodic, None] * math.pi * self.harmonics.double()).flatten(1)
+        fourier = keep @ self.fourier.double()
+        weight = torch.cat([periodic, periodic, fourier, fourier], dim=1)
+        shift = torch.cat([torch.zeros(n, dtype=torch.float64).fill_(phase)
+                           for n in (periodic.shape[1], fourier.shape[1]) for phase in (0.0, -math.pi / 2)])
+        for name, value in (("linear_weight", keep.T), ("linear_bias", -center @ keep),
+                            ("angle_weight", weight.T), ("angle_bias", shift - center @ weight)):
+            self.register_buffer(name, value.to(device=self.center.device, dtype=dtype), persistent=False)
+
+    def _apply(self, fn, recurse: bool = True):
+        """``.to``, ``.double()``, ...: refold in the new dtype (folded float32 maps cast to float64 would keep
+        float32's rounding, and the harmonics' periodicity would hold only to ~1e-7)."""
+        super()._apply(fn, recurse)
+        self._fold_embedding()
+        return self
 
     def embed(self, coords: Tensor) -> Tensor:
-        """The scaled coordinates and their periodic and Fourier embeddings ``(N, embedded)``."""
+        """The scaled aperiodic coordinates and the periodic and Fourier embeddings ``(N, embedded)``."""
         if coords.ndim != 2 or coords.shape[1] != self.in_features:
             raise ValueError(f"expected coordinates (N, {self.in_features}), got {tuple(coords.shape)}")
-        scaled = (coords - self.center.to(coords.dtype)) / self.half_width.to(coords.dtype)
-        if not self.periodic and not self.fourier.shape[1]:
+        scaled = F.linear(coords, self.linear_weight.to(coords.dtype), self.linear_bias.to(coords.dtype))
+        if not self.angle_weight.shape[0]:
             return scaled
-        parts = [scaled[:, self.aperiodic]]
-        if self.periodic:
-            angle = math.pi * (scaled[:, self.periodic, None] * self.harmonics.to(coords.dtype)).flatten(1)
-            parts += [torch.cos(angle), torch.sin(angle)]
-        if self.fourier.shape[1]:
-            projected = parts[0] @ self.fourier.to(coords.dtype)
-            parts += [torch.cos(projected), torch.sin(projected)]
-        return torch.cat(parts, dim=1)
+        angles = F.linear(coords, self.angle_weight.to(coords.dtype), self.angle_bias.to(coords.dtype))
+        return torch.cat([scaled, torch.cos(angles)], dim=1)
 
     def forward(self, coords: Tensor) -> Tensor:
         embedded = self.embed(coords)
@@ -116,3 +145,8 @@ class CoordinateMLP(nn.Module):
     @property
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters())
+
+
+def _fold_after_load(module: CoordinateMLP, incompatible_keys) -> None:
+    """Refold the embedding from the loaded domain (a load-state-dict post-hook; module-level to pickle)."""
+    module._fold_embedding()
