@@ -532,5 +532,8 @@ def test_kdpinn_experiments_ablation_and_extrapolation(workdir, load_tool):
     assert coords[:, 1].min() == 1.0 and coords[:, 1].max() == 1.5 and coords[:, 0].min() == -1.0
     assert row["extended"] == "t" and 0 < row["mild"]["student"] and 0 < row["hard"]["teacher"]
     assert "| burgers | t |" in (workdir / "experiments/ood/ood.md").read_text()
+    coords = tool.slab(AllenCahnPINN(), 0.1, points_per_axis=4)
     with pytest.raises(ValueError, match="t in"):
-        AllenCahnPINN(reference_resolution=64).reference(tool.slab(AllenCahnPINN(), 0.1, points_per_axis=4))
+        AllenCahnPINN(reference_resolution=64).reference(coords)
+    assert torch.isfinite(tool.reference_beyond(AllenCahnPINN(reference_resolution=64), coords)).all()
+    assert tool.slab(KovasznayFlow(), 0.5, points_per_axis=3)[:, 0].min() == 1.0  # steady: x, streamwise

@@ -178,6 +178,20 @@ def test_allen_cahn_rejects_bad_input(allen_cahn):
         AllenCahnPINN(reference_dt=3e-4)
     with pytest.raises(ValueError, match="reference_resolution"):
         AllenCahnPINN(reference_resolution=1001)
+    with pytest.raises(ValueError, match="final_time must be a positive multiple of 0.001"):
+        AllenCahnPINN(final_time=1.0005)
+
+
+def test_allen_cahn_final_time_solves_the_same_trajectory_further():
+    """The reference over [0, 1.5] is the default one continued: equal on [0, 1] (the same steps), defined
+    beyond, and the domain follows."""
+    short, long = AllenCahnPINN(reference_resolution=64), AllenCahnPINN(reference_resolution=64, final_time=1.5)
+    assert long.upper == (1.0, 1.5) and long.params["final_time"] == 1.5
+    coords = torch.rand(200, 2, dtype=torch.float64) * torch.tensor([2.0, 1.0]) - torch.tensor([1.0, 0.0])
+    torch.testing.assert_close(long.reference(coords), short.reference(coords), rtol=0, atol=1e-13)
+    later = coords + torch.tensor([0.0, 0.5], dtype=torch.float64)
+    beyond = long.reference(later)
+    assert torch.isfinite(beyond).all() and beyond.abs().max() < 1.1  # the ±1 plateaus (64 nodes overshoot)
 
 
 def test_derivatives_of_a_polynomial():

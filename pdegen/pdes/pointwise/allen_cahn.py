@@ -1,4 +1,4 @@
-"""Allen–Cahn ``u_t - d u_xx + 5u³ - 5u = 0`` for PINNs: x ∈ [-1, 1] periodic, t ∈ [0, 1],
+"""Allen–Cahn ``u_t - d u_xx + 5u³ - 5u = 0`` for PINNs: x ∈ [-1, 1] periodic, t ∈ [0, T] (T = 1 by default),
 ``u(x, 0) = x² cos(πx)``, ``d = 1e-4`` (Raissi et al. 2019); non-dimensional units.
 
 The reaction drives ``u`` to ±1 plateaus separated by fronts of width ``√(2d/5)`` (the steady front is
@@ -8,7 +8,7 @@ but kinked at x = ±1 (``u_x(-1, 0) = 2``, ``u_x(1, 0) = -2``), smoothed by diff
 Reference (:meth:`AllenCahnPINN.reference`, float64): Fourier pseudo-spectral on the periodic nodes
 ``x_j = -1 + 2j/n`` (``n = reference_resolution``, the products taken on the grid), in time
 :class:`~pdegen.pdes.spectral.ETDRK4` with ``L = -d k²``, ``N(u) = 5u - 5u³``, step ``reference_dt``;
-solved once per instance, its spectra stored every 1e-3 (1001 times). At a query point the
+solved once per instance up to ``final_time`` T, its spectra stored every 1e-3 (1000 T + 1 times). At a query point the
 spectrum is the cubic Lagrange interpolant in t of the four nearest stored ones, summed as a Fourier
 series at x (spectrally exact in x); at t = 0 exactly it returns ``x² cos(πx)`` itself (so it
 jumps there by the early-time error below, near x = ±1).
@@ -35,7 +35,6 @@ from ..spectral import ETDRK4, wavenumbers
 from .base import Field, PointwiseProblem, gradient, space_time_derivatives, with_grad
 from .burgers import CHUNK_ELEMENTS
 
-FINAL_TIME = 1.0
 STORED_TIME_SPACING = 1e-3
 """The reference keeps its spectrum every 1e-3 (``reference_dt`` must divide it)."""
 
@@ -52,8 +51,9 @@ def cubic_weights(s: Tensor) -> Tensor:
 
 
 class AllenCahnPINN(PointwiseProblem):
-    """Allen–Cahn ``u_t - d u_xx + 5u³ - 5u = 0``, x ∈ [-1, 1] periodic, t ∈ [0, 1], ``u(x, 0) = x² cos(πx)``
-    (module docstring). ``diffusion`` d (default 1e-4); ``reference_resolution`` (Fourier nodes, even,
+    """Allen–Cahn ``u_t - d u_xx + 5u³ - 5u = 0``, x ∈ [-1, 1] periodic, t ∈ [0, ``final_time``] (default 1, the
+    benchmark's; a multiple of 1e-3), ``u(x, 0) = x² cos(πx)`` (module docstring). ``diffusion`` d (default
+    1e-4); ``reference_resolution`` (Fourier nodes, even,
     default 2048) and ``reference_dt`` (ETDRK4 step, 1e-3 / m for an integer m, default 1e-3) choose
     how the reference is computed (converged for the default d, see the module docstring)."""
 
@@ -63,7 +63,7 @@ class AllenCahnPINN(PointwiseProblem):
     conditions = ("ic", "bc")
 
     def __init__(self, diffusion: float = 1e-4, reference_resolution: int = 2048,
-                 reference_dt: float = 1e-3) -> None:
+                 reference_dt: float = 1e-3, final_time: float = 1.0) -> None:
         if not (math.isfinite(diffusion) and diffusion > 0):
             raise ValueError(f"allen_cahn: diffusion must be a finite positive number, got {diffusion} (1e-4 is the "
                              f"default)")
@@ -74,6 +74,11 @@ class AllenCahnPINN(PointwiseProblem):
         if not (math.isfinite(ratio) and round(ratio) >= 1 and abs(ratio - round(ratio)) < 1e-9 * ratio):
             raise ValueError(f"allen_cahn: reference_dt must be {STORED_TIME_SPACING} / m for an integer m >= 1 "
                              f"(the reference is stored every {STORED_TIME_SPACING}), got {reference_dt}")
+        stored = final_time / STORED_TIME_SPACING
+        if not (math.isfinite(stored) and round(stored) >= 1 and abs(stored - round(stored)) < 1e-9 * stored):
+            raise ValueError(f"allen_cahn: final_time must be a positive multiple of {STORED_TIME_SPACING}, got "
+                             f"{final_time} (1.0 is the default)")
+        self.final_time = float(final_time)
         self.diffusion = float(diffusion)
         self.reference_resolution = int(reference_resolution)
         self.reference_dt = float(reference_dt)
@@ -86,12 +91,12 @@ class AllenCahnPINN(PointwiseProblem):
 
     @property
     def upper(self) -> tuple[float, ...]:
-        return (1.0, FINAL_TIME)
+        return (1.0, self.final_time)
 
     @property
     def params(self) -> dict:
         return {"diffusion": self.diffusion, "reference_resolution": self.reference_resolution,
-                "reference_dt": self.reference_dt}
+                "reference_dt": self.reference_dt, "final_time": self.final_time}
 
     def initial_state(self, coords: Tensor) -> Tensor:
         """``x² cos(πx)`` ``(N, 1)``."""
@@ -129,14 +134,15 @@ class AllenCahnPINN(PointwiseProblem):
 
     # ------------------------------------------------------------------ reference
     def reference(self, coords: Tensor) -> Tensor:
-        """The spectral reference ``(N, 1)`` float64 at any x (periodic) and t in [0, 1]: Fourier series
+        """The spectral reference ``(N, 1)`` float64 at any x (periodic) and t in [0, T]: Fourier series
         in x of the cubic-in-t interpolated spectrum, ``x² cos(πx)`` at t = 0 (module docstring).
         Differentiable in ``coords``; the first call solves (about a second) and caches."""
         self.check_coords(coords)
         coords = coords.to(torch.float64)
         x, t = coords[:, 0], coords[:, 1]
-        if not bool(((t >= 0) & (t <= FINAL_TIME)).all()):  # NaN included
-            raise ValueError(f"{self.name}: reference needs t in [0, {FINAL_TIME}] (the solved interval), got "
+        if not bool(((t >= 0) & (t <= self.final_time)).all()):  # NaN included
+            raise ValueError(f"{self.name}: reference needs t in [0, {self.final_time}] (the solved interval; a "
+                             f"larger final_time solves further), got "
                              f"t from {float(t.min())} to {float(t.max())}")
         spectra = self._reference_spectra().to(x.device)
         real, imag = spectra.real, spectra.imag
@@ -160,7 +166,7 @@ class AllenCahnPINN(PointwiseProblem):
         return torch.where(t == 0, initial_state(x), u).unsqueeze(1)
 
     def _reference_spectra(self) -> Tensor:
-        """The solution's real-Fourier coefficients ``(1001, n/2 + 1)`` complex128 at t = 0, 1e-3, ..., 1,
+        """The solution's real-Fourier coefficients ``(1000 T + 1, n/2 + 1)`` complex128 at t = 0, 1e-3, ..., T,
         scaled so that ``u(x) = Re Σ_k c_k e^{iπk(x+1)}`` (interior wavenumbers doubled); cached."""
         if self._spectra is None:
             n = self.reference_resolution
@@ -172,7 +178,7 @@ class AllenCahnPINN(PointwiseProblem):
                 return torch.fft.rfft(5 * u - 5 * u**3)
 
             x = -1 + 2 * torch.arange(n, dtype=torch.float64) / n
-            num_stored = round(FINAL_TIME / STORED_TIME_SPACING)
+            num_stored = round(self.final_time / STORED_TIME_SPACING)
             with torch.no_grad():
                 saved = stepper.integrate(torch.fft.rfft(initial_state(x)), nonlinear,
                                           num_stored * self._steps_per_stored, save_every=self._steps_per_stored)
