@@ -142,7 +142,7 @@ def test_student_with_zero_physics_weight_converges_to_the_teacher(workdir):
     path = save_teacher()
     distillation = PINNDistillation(path, physics_weights=(0.0, 0.0), distill_weights=(1.0, 1.0), num_points=512,
                                     variance="output")
-    student = PINN(CoordinateMLP(2, 3, width=16, depth=2), distillation=distillation,
+    student = PINN(CoordinateMLP(2, 3, width=16, depth=2, periodic=[1], harmonics=2), distillation=distillation,
                    collocation=Collocation(num_interior=64, num_condition=16),
                    stages=Stages(adam_steps=150, lbfgs_max_iter=10, steps_per_epoch=50), num_eval_points=400,
                    optimizer=adam(1e-2))
