@@ -40,8 +40,9 @@ STORED_TIME_SPACING = 1e-3
 
 
 def initial_state(x: Tensor) -> Tensor:
-    """``u(x, 0) = x² cos(πx)``."""
-    return x**2 * torch.cos(math.pi * x)
+    """``u(x, 0) = x² cos(πx)`` (x·x, not x**2: ONNX Runtime's Pow took 0.23 ms of a built-in-IC student's 1.0 ms
+    at 10,000 points)."""
+    return x * x * torch.cos(math.pi * x)
 
 
 def cubic_weights(s: Tensor) -> Tensor:
