@@ -9,9 +9,9 @@ overridden and ``--teacher`` as its teacher (extra ``pdegen fit`` arguments afte
 subprocess on ``--threads`` threads, ``--jobs`` at a time; a finished one (its ``done`` file) is reused. Then, in
 this process: the relative L2 error against the problem's reference on the teacher's evaluation grid, and the
 median and p90 latency on one thread at ``--points`` points and at one point for each ``--backends`` (the
-teacher timed the same way, for the speed-up). A student is on the front when no other is both at least as
-accurate and at least as fast (best backend at ``--points``), and better in one. Writes ``sweep.md``,
-``sweep.json`` and ``sweep.png`` under ``--out``.
+teacher timed the same way before and after the students, the faster run kept, for the speed-up). A student
+is on the front when no other is both at least as accurate and at least as fast (best backend at ``--points``),
+and better in one. Writes ``sweep.md``, ``sweep.json`` and ``sweep.png`` under ``--out``.
 """
 
 from __future__ import annotations
