@@ -535,5 +535,7 @@ def test_kdpinn_experiments_ablation_and_extrapolation(workdir, load_tool):
     coords = tool.slab(AllenCahnPINN(), 0.1, points_per_axis=4)
     with pytest.raises(ValueError, match="t in"):
         AllenCahnPINN(reference_resolution=64).reference(coords)
-    assert torch.isfinite(tool.reference_beyond(AllenCahnPINN(reference_resolution=64), coords)).all()
+    covering = AllenCahnPINN(reference_resolution=64).covering(tuple(coords.max(0).values.tolist()))
+    assert covering.final_time == 1.1 and torch.isfinite(covering.reference(coords)).all()
+    assert covering.covering((1.0, 0.5)) is covering and KovasznayFlow().covering((9.0, 9.0)).upper == (1.0, 1.5)
     assert tool.slab(KovasznayFlow(), 0.5, points_per_axis=3)[:, 0].min() == 1.0  # steady: x, streamwise

@@ -17,7 +17,8 @@ than 10 %. Writes ``ablation.md``, ``ablation.json`` and ``ablation.png`` (loss 
 extends the time's upper bound (for a steady problem, x's: Kovasznay's streamwise direction; its y is periodic
 in the solution and in a student with harmonics, so y would test nothing) by ``--mild`` and ``--hard`` times its
 range; relative L2 against the problem's reference in that slab only (and in the box, for comparison). A
-reference solved over the time interval (Allen–Cahn's, ``final_time``) is solved further for it. Writes
+reference solved over the time interval (Allen–Cahn's, ``final_time``) is solved further for it
+(``PointwiseProblem.covering``). Writes
 ``ood.md``, ``ood.json`` and ``ood.png``.
 """
 
@@ -163,15 +164,6 @@ def slab(problem, fraction: float, points_per_axis: int = 100) -> torch.Tensor:
     return problem.grid(points_per_axis, tuple(lower), tuple(upper))
 
 
-def reference_beyond(problem, coords: torch.Tensor) -> torch.Tensor:
-    """The reference at ``coords`` outside the box: a problem whose reference is solved over its time interval
-    (a ``final_time`` parameter, in steps of 1e-3) is rebuilt with one that covers them."""
-    if "final_time" in problem.params:
-        until = math.ceil(float(coords[:, problem.inputs.index("t")].max()) * 1000 - 1e-6) / 1000
-        problem = type(problem)(**(problem.params | {"final_time": max(until, problem.params["final_time"])}))
-    return problem.reference(coords)
-
-
 def ood(args: argparse.Namespace) -> list[dict]:
     results = []
     for problem_name in args.problems:
@@ -184,7 +176,7 @@ def ood(args: argparse.Namespace) -> list[dict]:
                           (("teacher", teacher), ("student", student))}}
         for label, fraction in (("mild", args.mild), ("hard", args.hard)):
             coords = slab(problem, fraction)
-            reference = reference_beyond(problem, coords)
+            reference = problem.covering(tuple(coords.max(0).values.tolist())).reference(coords)
             row[label] = {role: float(reference_errors(problem, coords, m.predict_points(coords), reference)["rel_l2"])
                           for role, m in (("teacher", teacher), ("student", student))}
         results.append(row)

@@ -99,6 +99,12 @@ class AllenCahnPINN(PointwiseProblem):
         return {"diffusion": self.diffusion, "reference_resolution": self.reference_resolution,
                 "reference_dt": self.reference_dt, "final_time": self.final_time}
 
+    def covering(self, upper: tuple[float, ...]) -> AllenCahnPINN:
+        """The same problem with ``final_time`` raised to ``upper``'s t (rounded up to the stored spacing), so the
+        reference is solved that far; itself when it already is."""
+        until = math.ceil(upper[1] / STORED_TIME_SPACING - 1e-6) * STORED_TIME_SPACING
+        return self if until <= self.final_time else AllenCahnPINN(**(self.params | {"final_time": until}))
+
     def initial_state(self, coords: Tensor) -> Tensor:
         """``x² cos(πx)`` ``(N, 1)``."""
         return initial_state(coords[:, :1])

@@ -107,6 +107,11 @@ class PointwiseProblem(abc.ABC):
         raise NotImplementedError(f"{self.name} has no closed-form initial state to build into the network; "
                                   f"set hard_initial_condition: false")
 
+    def covering(self, upper: tuple[float, ...]) -> PointwiseProblem:
+        """This problem, or one of its family whose :meth:`reference` also holds up to ``upper`` (beyond the
+        box, e.g. to score extrapolation); a closed-form reference holds everywhere, so here: itself."""
+        return self
+
     def align(self, coords: Tensor, prediction: Tensor) -> Tensor:
         """``prediction`` ``(N, k)`` at ``coords`` made comparable with :meth:`reference` before errors are
         taken: unchanged here; a problem whose solution is fixed only up to a gauge (a pressure constant)
