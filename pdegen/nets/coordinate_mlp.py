@@ -106,7 +106,7 @@ class CoordinateMLP(nn.Module):
         periodic = (scale[:, self.periodic, None] * math.pi * self.harmonics.double()).flatten(1)
         fourier = keep @ self.fourier.double()
         weight = torch.cat([periodic, periodic, fourier, fourier], dim=1)
-        shift = torch.cat([torch.zeros(n, dtype=torch.float64).fill_(phase)
+        shift = torch.cat([torch.full((n,), phase, dtype=torch.float64)
                            for n in (periodic.shape[1], fourier.shape[1]) for phase in (0.0, -math.pi / 2)])
         for name, value in (("linear_weight", keep.T), ("linear_bias", -center @ keep),
                             ("angle_weight", weight.T), ("angle_bias", shift - center @ weight)):
